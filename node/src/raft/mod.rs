@@ -1,0 +1,265 @@
+//! The pure Raft core: no I/O, no clock, no randomness of its own (the caller passes a seeded
+//! RNG). Time comes in as [`RawNode::tick`], messages as values through [`RawNode::step`],
+//! and everything to persist, send and apply comes out as one [`Ready`] batch.
+//!
+//! # The caller's duties, in order, for every `Ready` (as etcd-raft's `doc.go`)
+//! 1. If `ready.snapshot` is set, persist it (temp file, fsync, rename) and install it in the
+//!    state machine; it replaces the whole log up to its index.
+//! 2. Persist `ready.entries` (an entry whose index is at or below the last stored index
+//!    replaces the stored suffix from that index: truncate, then append) and
+//!    `ready.hard_state` if set, and fsync, **before** step 3 and before answering any client.
+//! 3. Send `ready.messages` (one-way; losing them is allowed).
+//! 4. Apply `ready.committed` in order to the state machine; answer the clients waiting on them.
+//! 5. Serve `ready.read_states` once the applied index reaches each one's `index`.
+//!
+//! THIS FILE IS THE CONTRACT between the core and the server (issue 3): the types and the
+//! signatures of `RawNode` are fixed; the bodies are being written.
+
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+pub type NodeId = String;
+pub type Term = u64;
+pub type Index = u64;
+
+/// One log entry. Index 0 / term 0 is the empty-log sentinel and never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: Term,
+    pub index: Index,
+    /// Empty for the no-op a new leader appends (Raft §8); otherwise the caller's command.
+    pub data: Vec<u8>,
+}
+
+/// What must be durable before anything that depends on it is sent or answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub commit: Index,
+}
+
+/// A snapshot of the state machine at `index` (covering every entry up to and including it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub index: Index,
+    pub term: Term,
+    /// The state machine's serialized state (opaque to the core).
+    pub data: Vec<u8>,
+}
+
+/// A message between nodes. One-way: a response is a message of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// RequestVote (or, with `pre_vote`, the pre-vote round that does not bump terms).
+    /// For a pre-vote, `Message::term` is the term the candidate *would* campaign in.
+    Vote { pre_vote: bool, last_log_index: Index, last_log_term: Term },
+    VoteResponse { pre_vote: bool, granted: bool },
+    /// AppendEntries: heartbeat when `entries` is empty. `read_ctx` is echoed in the response
+    /// so the leader can count acknowledgements for ReadIndex.
+    Append {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        commit: Index,
+        read_ctx: u64,
+    },
+    /// `success`: `match_index` is the last index the follower now agrees on.
+    /// Refusal: `conflict_index`/`conflict_term` is a hint where the leader should retry.
+    AppendResponse {
+        success: bool,
+        match_index: Index,
+        conflict_index: Index,
+        conflict_term: Term,
+        read_ctx: u64,
+    },
+    InstallSnapshot { snapshot: Snapshot },
+    InstallSnapshotResponse { match_index: Index },
+}
+
+impl MessageBody {
+    /// Which peer route carries it: `vote`, `append` or `snapshot` (`POST /raft/<route>`).
+    pub fn route(&self) -> &'static str {
+        match self {
+            MessageBody::Vote { .. } | MessageBody::VoteResponse { .. } => "vote",
+            MessageBody::Append { .. } | MessageBody::AppendResponse { .. } => "append",
+            MessageBody::InstallSnapshot { .. } | MessageBody::InstallSnapshotResponse { .. } => {
+                "snapshot"
+            }
+        }
+    }
+}
+
+/// A linearizable read may be served once the state machine has applied `index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The caller's id for the read, as given to [`RawNode::read_index`].
+    pub ctx: u64,
+    pub index: Index,
+}
+
+/// Role of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// Known bugs, on demand (`--bug NAME`), to prove that the harness catches them. All off by
+/// default. The server-level bugs (`stale-read`, `no-dedup`, `ack-before-commit`) live in the
+/// server; these are the core's.
+#[derive(Clone, Debug, Default)]
+pub struct CoreBugs {
+    /// `vote-any-log`: grant votes ignoring the up-to-date rule (Raft §5.4.1).
+    pub vote_any_log: bool,
+    /// `commit-old-term`: commit by counting replicas of older-term entries (violates §5.4.2).
+    pub commit_old_term: bool,
+    /// `no-truncate-check`: a stale AppendEntries may truncate entries, committed ones included.
+    pub no_truncate_check: bool,
+}
+
+/// Configuration of the core. Times are in ticks (the server ticks every `tick` ms).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every other member of the cluster.
+    pub peers: Vec<NodeId>,
+    /// The election timeout is drawn uniformly from `[election_ticks_min, election_ticks_max)`
+    /// at every reset.
+    pub election_ticks_min: u32,
+    pub election_ticks_max: u32,
+    pub heartbeat_ticks: u32,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Append messages in flight per follower (pipelining).
+    pub max_inflight: usize,
+    /// At most this many entries per Append message.
+    pub max_entries_per_msg: usize,
+    pub bugs: CoreBugs,
+}
+
+/// What was durable when the node (re)started.
+#[derive(Clone, Debug, Default)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    /// Index and term of the last snapshot (its data stays with the caller), if any.
+    pub snapshot: Option<Snapshot>,
+    /// Entries after the snapshot, in order, contiguous.
+    pub entries: Vec<Entry>,
+}
+
+/// One batch of work for the caller; see the module docs for the order of duties.
+#[derive(Clone, Debug, Default)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub committed: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.read_states.is_empty()
+    }
+}
+
+/// Why a proposal or read was refused before anything happened (definite).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+}
+
+/// Peer progress, for `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub match_index: Index,
+    pub next_index: Index,
+}
+
+/// A snapshot of the core's state, for `/status` and for tests.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit: Index,
+    pub last_index: Index,
+    pub snapshot_index: Index,
+    /// Empty unless leader.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// The Raft state machine of one node.
+pub struct RawNode {
+    _private: (),
+}
+
+impl RawNode {
+    /// A node restarting from `persisted` (or starting fresh from `Persisted::default()`),
+    /// drawing its election timeouts from `rng`. A node with no peers elects itself at once.
+    pub fn new(_config: Config, _persisted: Persisted, _rng: StdRng) -> Self {
+        todo!("issue 3: raft core")
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        todo!()
+    }
+
+    /// Handles a message from a peer. Messages for another node or malformed are ignored.
+    pub fn step(&mut self, _msg: Message) {
+        todo!()
+    }
+
+    /// Appends `data` to the log if leader; returns the (index, term) it will have if
+    /// committed. Refused definitely when not the leader.
+    pub fn propose(&mut self, _data: Vec<u8>) -> Result<(Index, Term), ProposeError> {
+        todo!()
+    }
+
+    /// Asks for a linearizable read (ReadIndex, Raft §6.4): a `ReadState` with this `ctx`
+    /// appears in a later `Ready` once leadership is confirmed by a majority after this call
+    /// and the leader has committed an entry of its term. Refused definitely when not leader.
+    pub fn read_index(&mut self, _ctx: u64) -> Result<(), ProposeError> {
+        todo!()
+    }
+
+    /// Takes the pending batch of work. Call after every `tick`, `step`, `propose`,
+    /// `read_index` (or a burst of them) and carry out its duties in order.
+    pub fn ready(&mut self) -> Ready {
+        todo!()
+    }
+
+    /// The caller has applied every entry up to `index` and its state machine snapshot `data`
+    /// covers exactly that: discard the log up to `index` (kept for followers that need it
+    /// only as a snapshot from now on).
+    pub fn compact(&mut self, _index: Index, _data: Vec<u8>) {
+        todo!()
+    }
+
+    /// A view of the node's state (role, term, leader, indices, peer progress).
+    pub fn status(&self) -> Status {
+        todo!()
+    }
+}
