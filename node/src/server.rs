@@ -157,13 +157,7 @@ pub fn start(
         applied = s.index;
         applied_term = s.term;
     }
-    // Entries known committed are applied now; the core may emit them again (skipped by index).
-    let commit = rec.hard_state.commit.min(wal.last_index());
-    for e in wal.entries(applied + 1, commit) {
-        apply_entry(&mut sm, e);
-        applied = e.index;
-        applied_term = e.term;
-    }
+    // Committed entries after the snapshot are handed out again by the core and applied then.
     tracing::info!(
         id = %cfg.id,
         term = rec.hard_state.term,
@@ -481,7 +475,7 @@ impl Loop {
     }
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> anyhow::Result<()> {
-        self.wal.save_snapshot(snap)?;
+        self.wal.save_snapshot(snap, false)?;
         if snap.index > self.applied {
             self.sm
                 .restore(&snap.data)
@@ -514,7 +508,7 @@ impl Loop {
             term: self.applied_term,
             data,
         };
-        self.wal.save_snapshot(&snap)?;
+        self.wal.save_snapshot(&snap, true)?;
         self.core.compact(snap.index, snap.data);
         tracing::info!(index = self.applied, "snapshot taken, log compacted");
         Ok(())

@@ -258,9 +258,11 @@ impl Wal {
     }
 
     /// Durably stores `snap` (temp file, fsync, rename, directory fsync), then rotates the log
-    /// to hold only the current hard state and the entries after the snapshot. Entries after
-    /// the snapshot are kept only if the log agrees with it at its index (Raft §7).
-    pub fn save_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+    /// to hold only the current hard state and the entries after the snapshot. `keep_suffix`:
+    /// keep the entries after the snapshot if the log agrees with it at its index (a snapshot
+    /// of our own state machine); a snapshot received from a leader replaces the whole log
+    /// (the core's contract) and passes `false`.
+    pub fn save_snapshot(&mut self, snap: &Snapshot, keep_suffix: bool) -> Result<()> {
         self.sync()?;
         let tmp = self.dir.join("snapshot.bin.tmp");
         let path = self.dir.join("snapshot.bin");
@@ -274,7 +276,7 @@ impl Wal {
         io(&path, std::fs::rename(&tmp, &path))?;
         fsync_dir(&self.dir)?;
 
-        let keep = self.term_at(snap.index) == Some(snap.term);
+        let keep = keep_suffix && self.term_at(snap.index) == Some(snap.term);
         let rest: Vec<Entry> = if keep {
             self.entries
                 .iter()
@@ -634,11 +636,14 @@ mod tests {
             w.append(Some(&hs(1, Some("n2"), 10)), &es).unwrap();
             w.sync().unwrap();
             let before = std::fs::metadata(dir.path().join("wal.log")).unwrap().len();
-            w.save_snapshot(&Snapshot {
-                index: 7,
-                term: 1,
-                data: b"state@7".to_vec(),
-            })
+            w.save_snapshot(
+                &Snapshot {
+                    index: 7,
+                    term: 1,
+                    data: b"state@7".to_vec(),
+                },
+                true,
+            )
             .unwrap();
             let after = std::fs::metadata(dir.path().join("wal.log")).unwrap().len();
             assert!(after < before, "log not rotated: {after} >= {before}");
@@ -666,11 +671,14 @@ mod tests {
         let (mut w, _) = Wal::open(dir.path()).unwrap();
         w.append(None, &[e(1, 1, "a"), e(1, 2, "b"), e(1, 3, "c")])
             .unwrap();
-        w.save_snapshot(&Snapshot {
-            index: 2,
-            term: 3,
-            data: vec![],
-        })
+        w.save_snapshot(
+            &Snapshot {
+                index: 2,
+                term: 3,
+                data: vec![],
+            },
+            true,
+        )
         .unwrap();
         assert_eq!(w.last_index(), 2);
         drop(w);
@@ -682,11 +690,14 @@ mod tests {
     fn refuses_a_damaged_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = Wal::open(dir.path()).unwrap();
-        w.save_snapshot(&Snapshot {
-            index: 0,
-            term: 0,
-            data: b"abc".to_vec(),
-        })
+        w.save_snapshot(
+            &Snapshot {
+                index: 0,
+                term: 0,
+                data: b"abc".to_vec(),
+            },
+            true,
+        )
         .unwrap();
         drop(w);
         let p = dir.path().join("snapshot.bin");
