@@ -116,6 +116,9 @@ impl Handle {
     }
 }
 
+/// A read's key and where to answer it.
+type PendingRead = (String, oneshot::Sender<Result<Value, LoopError>>);
+
 struct Waiter {
     term: Term,
     cmd: Command,
@@ -133,9 +136,9 @@ struct Loop {
     hard: raft::HardState,
     waiters: BTreeMap<Index, Waiter>,
     next_ctx: u64,
-    pending_reads: HashMap<u64, (String, oneshot::Sender<Result<Value, LoopError>>)>,
+    pending_reads: HashMap<u64, PendingRead>,
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
-    ready_reads: BTreeMap<Index, Vec<(String, oneshot::Sender<Result<Value, LoopError>>)>>,
+    ready_reads: BTreeMap<Index, Vec<PendingRead>>,
     outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
 }
 

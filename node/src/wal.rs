@@ -687,6 +687,26 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_from_the_leader_replaces_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path()).unwrap();
+        w.append(None, &[e(1, 1, "a"), e(1, 2, "b"), e(1, 3, "c")])
+            .unwrap();
+        let snap = Snapshot {
+            index: 2,
+            term: 1,
+            data: vec![],
+        };
+        w.save_snapshot(&snap, false).unwrap();
+        assert_eq!(w.last_index(), 2);
+        w.append(None, &[e(2, 3, "C")]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.entries, vec![e(2, 3, "C")]);
+    }
+
+    #[test]
     fn refuses_a_damaged_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = Wal::open(dir.path()).unwrap();
