@@ -392,6 +392,18 @@ impl Loop {
             }
             self.serve_reads();
             self.maybe_snapshot()?;
+            if !self.pending_reads.is_empty() {
+                // The core drops unconfirmed reads silently when it stops leading (check-quorum
+                // steps down without a new term): send them elsewhere now, not at the deadline.
+                let s = self.core.status();
+                if s.role != raft::Role::Leader {
+                    for (_, (_, reply)) in self.pending_reads.drain() {
+                        let _ = reply.send(Err(LoopError::NotLeader {
+                            leader: s.leader.clone(),
+                        }));
+                    }
+                }
+            }
         }
         Ok(())
     }

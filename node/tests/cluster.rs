@@ -130,6 +130,53 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     assert_eq!(c.get(old, "after").await, (200, json!({"value": seq})));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_through_a_snapshot() {
+    let mut c = Cluster::new(3, &["--request-timeout", "1000", "--snapshot-every", "20"]);
+    c.start_all();
+    let l = c.wait_leader(Duration::from_secs(5)).await;
+    let f = (l + 1) % 3;
+    c.nodes[f].kill9();
+    for i in 0..100 {
+        let (st, b) = c
+            .put(l, &format!("s{i}"), json!(i), &format!("s-{i}"))
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let s = c.status(l).await.unwrap();
+    assert!(
+        s["snapshot_index"].as_u64().unwrap() >= 80,
+        "leader did not compact: {s}"
+    );
+    c.nodes[f].start();
+    let target = s["commit"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = c.status(f).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                assert!(s["snapshot_index"].as_u64().unwrap() >= 80, "{s}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower did not catch up\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.nodes[f].data_dir.join("snapshot.bin").exists());
+    // The follower restarts from the installed snapshot and still has everything.
+    c.nodes[f].kill9();
+    c.nodes[f].start();
+    c.nodes[l].kill9();
+    let l2 = c.wait_leader(Duration::from_secs(5)).await;
+    assert_ne!(l2, l);
+    for i in 0..100 {
+        assert_eq!(c.get(f, &format!("s{i}")).await, (200, json!({"value": i})));
+    }
+}
+
 /// Writers on distinct keys; every acknowledged one must be read back after SIGKILL of all
 /// nodes and a restart.
 async fn acknowledged_writes(
