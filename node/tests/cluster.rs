@@ -177,6 +177,69 @@ async fn a_follower_far_behind_catches_up_through_a_snapshot() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_serves_no_stale_read_and_rolls_back_its_write_on_heal() {
+    let (mut c, proxies) = Cluster::with_proxies(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "k", json!(1), "a-1").await.0, 200);
+    let cut = |on: bool| {
+        for i in 0..3 {
+            for j in 0..3 {
+                if i == old || j == old {
+                    if let Some(p) = &proxies[i][j] {
+                        p.set_cut(on);
+                    }
+                }
+            }
+        }
+    };
+    cut(true);
+    // The majority side elects a new leader and commits a new value.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let other = (old + 1) % 3;
+    let mut n = 0;
+    loop {
+        n += 1;
+        if c.put(other, "k", json!(2), &format!("b-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "majority never served\n{}",
+            c.logs()
+        );
+    }
+    // The isolated old leader must not serve the old value nor acknowledge a write.
+    let (st, body) = c.get(old, "k").await;
+    assert_eq!(st, 503, "isolated node answered a read: {body}");
+    assert_eq!(body["definite"], json!(true));
+    let (st, body) = c.put(old, "k", json!(3), "z-1").await;
+    assert!(
+        st == 503 || st == 504,
+        "isolated node acknowledged a write: {st} {body}"
+    );
+    cut(false);
+    // On heal the old leader follows and holds the majority's value, not its own write.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower" && s["leader"].is_string() {
+            let (st, body) = c.get(old, "k").await;
+            if st == 200 {
+                assert_eq!(body, json!({"value": 2}));
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not rejoin: {s}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Writers on distinct keys; every acknowledged one must be read back after SIGKILL of all
 /// nodes and a restart.
 async fn acknowledged_writes(
