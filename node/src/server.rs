@@ -257,9 +257,16 @@ impl Loop {
                 n += 1;
             }
             let now = Instant::now();
-            while now >= next_tick {
+            // After a stall (a long fsync, SIGSTOP) tick at most a few times and skip the rest:
+            // a burst of ticks would expire the election timer before fresh messages count.
+            let mut burst = 0;
+            while now >= next_tick && burst < 3 {
                 self.core.tick();
                 next_tick += tick;
+                burst += 1;
+            }
+            if now >= next_tick {
+                next_tick = now + tick;
             }
             self.process_ready()?;
             if now >= next_gc {
