@@ -79,6 +79,7 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
             200
         );
     }
+    assert_eq!(c.put(old, "d", json!(1), "d-1").await.0, 200);
     c.nodes[old].kill9();
     let killed = Instant::now();
     let other = (old + 1) % 3;
@@ -100,6 +101,9 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     assert!(took < Duration::from_secs(1), "failover took {took:?}");
     let new = c.wait_leader(Duration::from_secs(2)).await;
     assert_ne!(new, old);
+    // A retry of a write acknowledged by the old leader is not applied again by the new one.
+    assert_eq!(c.put(new, "d", json!(99), "d-1").await.0, 200);
+    assert_eq!(c.get(new, "d").await, (200, json!({"value": 1})));
     for i in 0..20 {
         assert_eq!(
             c.put(new, &format!("c{i}"), json!(i), &format!("c-{i}"))
