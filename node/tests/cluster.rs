@@ -244,6 +244,43 @@ async fn an_isolated_leader_serves_no_stale_read_and_rolls_back_its_write_on_hea
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_follows_after_it_resumes() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "p", json!(1), "p-1").await.0, 200);
+    c.nodes[old].signal(libc::SIGSTOP);
+    let other = (old + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 1;
+    loop {
+        n += 1;
+        if c.put(other, "p", json!(2), &format!("p-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader\n{}", c.logs());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.nodes[old].signal(libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower"
+            && s["leader"].is_string()
+            && s["leader"] != json!(c.nodes[old].id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resumed leader did not follow: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.get(old, "p").await, (200, json!({"value": 2})));
+}
+
 /// Writers on distinct keys; every acknowledged one must be read back after SIGKILL of all
 /// nodes and a restart.
 async fn acknowledged_writes(
