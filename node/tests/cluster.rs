@@ -2,6 +2,8 @@
 //! failover after SIGKILL, catch-up, durability of acknowledged writes, torn-tail recovery,
 //! and the server-level bugs on demand.
 
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 use std::collections::BTreeMap;

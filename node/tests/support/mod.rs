@@ -1,6 +1,6 @@
 //! A cluster of real `splitbrain-node` processes on loopback, for tests and the benchmark.
 //! Children get `PR_SET_PDEATHSIG(SIGKILL)` and are killed on drop: none outlives the test.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
