@@ -731,3 +731,91 @@ fn leader_pipelines_up_to_max_inflight_appends_per_follower() {
     c.run(10);
     assert_eq!(c.applied_data("n2").len(), 100);
 }
+
+// Bad input: messages from strangers, for other nodes, with impossible fields (entries not
+// following `prev`, terms from the future, indices near u64::MAX) are ignored: no panic, no
+// state change.
+#[test]
+fn malformed_messages_are_ignored_without_panic() {
+    let mut c = Cluster::new(3);
+    c.force_elect("n1");
+    c.run(3);
+    let before: Vec<_> = names(3).iter().map(|id| c.node(id).hard_state()).collect();
+    let entry = |term, index| Entry {
+        term,
+        index,
+        data: vec![],
+    };
+    let bodies = vec![
+        MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![entry(1, 5)], // not prev + 1
+            commit: 5,
+            read_ctx: 0,
+        },
+        MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![entry(99, 2)], // term above the message's
+            commit: 2,
+            read_ctx: 0,
+        },
+        MessageBody::Append {
+            prev_log_index: u64::MAX,
+            prev_log_term: 0,
+            entries: vec![entry(1, 0)],
+            commit: u64::MAX,
+            read_ctx: 0,
+        },
+        MessageBody::AppendResponse {
+            success: false,
+            match_index: u64::MAX,
+            conflict_index: u64::MAX,
+            conflict_term: u64::MAX,
+            read_ctx: u64::MAX,
+        },
+        MessageBody::InstallSnapshotResponse {
+            match_index: u64::MAX,
+        },
+        MessageBody::InstallSnapshot {
+            snapshot: splitbrain_node::raft::Snapshot {
+                index: 0,
+                term: 0,
+                data: vec![],
+            },
+        },
+        MessageBody::Vote {
+            pre_vote: false,
+            last_log_index: u64::MAX,
+            last_log_term: u64::MAX,
+        },
+    ];
+    for to in names(3) {
+        let t = c.term(&to);
+        for body in &bodies {
+            for (from, term) in [("n2", t), ("n3", t), ("stranger", t + 1), ("n2", u64::MAX)] {
+                if from == to {
+                    continue;
+                }
+                c.node_mut(&to).step(Message {
+                    from: from.into(),
+                    to: to.clone(),
+                    term,
+                    body: body.clone(),
+                });
+                // Addressed to someone else.
+                c.node_mut(&to).step(Message {
+                    from: "n2".into(),
+                    to: "n9".into(),
+                    term: t + 5,
+                    body: body.clone(),
+                });
+            }
+        }
+        c.ready(&to);
+    }
+    let after: Vec<_> = names(3).iter().map(|id| c.node(id).hard_state()).collect();
+    assert_eq!(before, after, "hard state untouched by malformed input");
+    assert_eq!(c.leader().as_deref(), Some("n1"));
+}

@@ -323,7 +323,13 @@ impl Raft {
                 ProgressState::Snapshot => pr.stall += 1,
             }
             pr.match_at_heartbeat = pr.match_index;
-            if pr.stall >= 2 {
+            // A snapshot may be large and slow to transfer: give it longer before resending.
+            let limit = if pr.state == ProgressState::Snapshot {
+                10
+            } else {
+                2
+            };
+            if pr.stall >= limit {
                 // Nothing acknowledged for two heartbeat periods: messages were lost.
                 let m = pr.match_index;
                 pr.become_probe(m + 1);
@@ -1089,16 +1095,26 @@ impl Raft {
     }
 }
 
+/// Indices and terms beyond this are refused as malformed, so arithmetic on them cannot
+/// overflow (a real cluster would need 2^62 entries or elections to get there).
+const MAX_SANE: u64 = 1 << 62;
+
 /// Structural checks on a message from the network; ill-formed ones are dropped.
 fn well_formed(m: &Message) -> bool {
+    if m.term > MAX_SANE {
+        return false;
+    }
     match &m.body {
         MessageBody::Append {
             prev_log_index,
             prev_log_term,
             entries,
-            commit: _,
+            commit,
             read_ctx: _,
         } => {
+            if *prev_log_index > MAX_SANE || *commit > MAX_SANE || entries.len() as u64 > MAX_SANE {
+                return false;
+            }
             let mut t = *prev_log_term;
             for (i, e) in entries.iter().enumerate() {
                 if e.index != prev_log_index + 1 + i as u64 || e.term < t || e.term > m.term {
@@ -1109,9 +1125,23 @@ fn well_formed(m: &Message) -> bool {
             *prev_log_term <= m.term
         }
         MessageBody::InstallSnapshot { snapshot } => {
-            snapshot.index > 0 && snapshot.term > 0 && snapshot.term <= m.term
+            snapshot.index > 0
+                && snapshot.index <= MAX_SANE
+                && snapshot.term > 0
+                && snapshot.term <= m.term
         }
-        MessageBody::Vote { last_log_term, .. } => *last_log_term <= m.term,
-        _ => true,
+        MessageBody::Vote {
+            last_log_term,
+            last_log_index,
+            ..
+        } => *last_log_term <= m.term && *last_log_index <= MAX_SANE,
+        MessageBody::AppendResponse {
+            match_index,
+            conflict_index,
+            conflict_term,
+            ..
+        } => *match_index <= MAX_SANE && *conflict_index <= MAX_SANE && *conflict_term <= MAX_SANE,
+        MessageBody::InstallSnapshotResponse { match_index } => *match_index <= MAX_SANE,
+        MessageBody::VoteResponse { .. } => true,
     }
 }
