@@ -49,7 +49,7 @@ struct SimParams {
 
 impl SimParams {
     fn from_seed(seed: u64, bugs: CoreBugs) -> Self {
-        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_0f_5eed);
+        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
         SimParams {
             nodes: if r.gen_bool(0.5) { 3 } else { 5 },
             chaos_ticks: 300,

@@ -131,7 +131,8 @@ impl Raft {
     }
 
     fn quorum(&self) -> usize {
-        (self.cfg.peers.len() + 1) / 2 + 1
+        let members = self.cfg.peers.len() + 1;
+        members / 2 + 1
     }
 
     fn reset_timers(&mut self) {
