@@ -30,6 +30,7 @@ struct RaftModel {
     max_proposals: u8,
     /// States with more messages in flight are not expanded.
     max_net: usize,
+    pre_vote: bool,
     bugs: CoreBugs,
 }
 
@@ -90,7 +91,7 @@ impl RaftModel {
             election_ticks_min: 1,
             election_ticks_max: 2,
             heartbeat_ticks: 1,
-            pre_vote: false,
+            pre_vote: self.pre_vote,
             check_quorum: false,
             max_inflight: 2,
             max_entries_per_msg: 2,
@@ -303,6 +304,20 @@ fn model_check_finds_no_safety_violation_in_bounded_three_node_cluster() {
         max_term: 2,
         max_proposals: 1,
         max_net: MAX_NET,
+        pre_vote: false,
+        bugs: CoreBugs::default(),
+    };
+    check_safe(model, STATE_CAP);
+}
+
+// The same with pre-vote (thesis §9.6): the extra round changes no safety property.
+#[test]
+fn model_check_with_pre_vote_finds_no_safety_violation() {
+    let model = RaftModel {
+        max_term: 2,
+        max_proposals: 1,
+        max_net: MAX_NET,
+        pre_vote: true,
         bugs: CoreBugs::default(),
     };
     check_safe(model, STATE_CAP);
@@ -316,6 +331,7 @@ fn model_check_finds_no_safety_violation_in_three_terms() {
         max_term: 3,
         max_proposals: 2,
         max_net: MAX_NET,
+        pre_vote: false,
         bugs: CoreBugs::default(),
     };
     check_safe(model, 20_000_000);
@@ -328,6 +344,7 @@ fn model_check_finds_counterexample_with_vote_any_log() {
         max_term: 2,
         max_proposals: 1,
         max_net: MAX_NET,
+        pre_vote: false,
         bugs: CoreBugs {
             vote_any_log: true,
             ..CoreBugs::default()
