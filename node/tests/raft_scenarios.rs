@@ -417,7 +417,18 @@ fn figure_8_with_commit_old_term_bug_applies_an_entry_that_is_later_overwritten(
 }
 
 fn isolated_follower_after(pre_vote: bool, ticks: usize) -> (Cluster, String, Term, Term) {
-    let mut c = Cluster::with(3, |cfg| cfg.pre_vote = pre_vote);
+    isolated_follower_with(pre_vote, true, ticks)
+}
+
+fn isolated_follower_with(
+    pre_vote: bool,
+    check_quorum: bool,
+    ticks: usize,
+) -> (Cluster, String, Term, Term) {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.pre_vote = pre_vote;
+        cfg.check_quorum = check_quorum;
+    });
     c.force_elect("n1");
     c.run(5);
     let t = c.term("n1");
@@ -437,6 +448,15 @@ fn pre_vote_keeps_isolated_node_from_inflating_terms_and_deposing_the_leader() {
     assert_eq!(t3, t, "the isolated node's term did not grow");
     assert_eq!(c.leader().as_deref(), Some(l.as_str()));
     assert_eq!(c.term(&l), t, "the leader was not deposed");
+}
+
+// Thesis §9.6 without check-quorum: followers that hear from the leader refuse pre-votes.
+#[test]
+fn pre_vote_alone_keeps_returning_node_from_deposing_the_leader() {
+    let (c, l, t, t3) = isolated_follower_with(true, false, 300);
+    assert_eq!(t3, t);
+    assert_eq!(c.leader().as_deref(), Some(l.as_str()));
+    assert_eq!(c.term(&l), t);
 }
 
 // Without pre-vote the same isolated node inflates its term and deposes the leader on return

@@ -3,10 +3,10 @@
 //!
 //! # Design decisions
 //! - Terms: any message with a higher term makes the node a follower of that term (§5.1),
-//!   except a pre-vote request and a granted pre-vote answer (§9.6), which do not change terms;
-//!   and, with check-quorum, a (pre-)vote request arriving while the node has heard from a
-//!   leader within the minimum election timeout is ignored (the leader lease, §6 / §9.6), so
-//!   that a node returning from a partition cannot depose a healthy leader.
+//!   except a pre-vote request and a granted pre-vote answer (§9.6), which do not change terms.
+//!   A pre-vote request arriving while the node has heard from a leader within the minimum
+//!   election timeout is ignored (§9.6), and so, with check-quorum, is a vote request (the
+//!   leader lease), so that a node returning from a partition cannot depose a healthy leader.
 //! - A message with a lower term is answered with the current term (so a stale leader or
 //!   candidate learns it is stale) and otherwise ignored.
 //! - Heartbeats are empty Appends at the follower's `match_index`, which the follower always
@@ -397,12 +397,18 @@ impl Raft {
             return;
         }
         if m.term > self.term {
-            if matches!(m.body, MessageBody::Vote { .. })
-                && self.cfg.check_quorum
-                && self.leader.is_some()
-                && self.election_elapsed < self.cfg.election_ticks_min
-            {
-                // Leader lease (§9.6 with check-quorum): we heard from a leader recently.
+            let in_lease =
+                self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min;
+            let lease_applies = match &m.body {
+                // Thesis §9.6: no pre-vote while a leader was heard within the timeout.
+                MessageBody::Vote { pre_vote: true, .. } => true,
+                // With check-quorum also no real vote (the leader lease, thesis §6.4.1).
+                MessageBody::Vote {
+                    pre_vote: false, ..
+                } => self.cfg.check_quorum,
+                _ => false,
+            };
+            if in_lease && lease_applies {
                 return;
             }
             match &m.body {
