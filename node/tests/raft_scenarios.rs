@@ -839,3 +839,39 @@ fn malformed_messages_are_ignored_without_panic() {
     assert_eq!(before, after, "hard state untouched by malformed input");
     assert_eq!(c.leader().as_deref(), Some("n1"));
 }
+
+// Throughput under failure: a follower that does not answer gets at most `max_inflight`
+// Appends with entries plus one probe; after that only empty probes (one per heartbeat).
+#[test]
+fn unresponsive_follower_gets_empty_probes_not_entries_every_heartbeat() {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.max_inflight = 4;
+        cfg.max_entries_per_msg = 8;
+    });
+    c.force_elect("n1");
+    c.run(3);
+    c.crash("n3");
+    let (mut with_entries, mut empty) = (0, 0);
+    for i in 0..100u8 {
+        c.node_mut("n1").propose(vec![i]).unwrap();
+        for id in c.ids.clone() {
+            c.tick(&id);
+        }
+        for m in c.queue.iter().filter(|m| m.to == "n3") {
+            match &m.body {
+                MessageBody::Append { entries, .. } if entries.is_empty() => empty += 1,
+                MessageBody::Append { .. } => with_entries += 1,
+                _ => {}
+            }
+        }
+        c.deliver_all();
+    }
+    assert!(empty >= 40, "heartbeats keep going ({empty})");
+    assert!(
+        with_entries <= 5,
+        "{with_entries} Appends with entries to a dead follower"
+    );
+    c.restart("n3");
+    c.run(10);
+    assert_eq!(c.applied_data("n3").len(), 100, "caught up once back");
+}

@@ -309,8 +309,16 @@ impl Raft {
             };
             match pr.state {
                 ProgressState::Probe => {
-                    // The probe (or its answer) may have been lost: send it again.
-                    pr.probe_sent = false;
+                    if pr.probe_sent {
+                        // The probe or its answer may have been lost (or the follower is
+                        // down): ask again with an empty probe; entries follow its answer.
+                        let prev = pr.next_index - 1;
+                        if let Some(prev_term) = self.log.term(prev) {
+                            self.send_empty_append(&p, prev, prev_term);
+                            continue;
+                        }
+                        pr.probe_sent = false;
+                    }
                     self.send_append(&p, true);
                     continue;
                 }
@@ -986,6 +994,10 @@ impl Raft {
             Some(t) => (m, t),
             None => (self.log.snapshot.index, self.log.snapshot.term),
         };
+        self.send_empty_append(to, prev, prev_term);
+    }
+
+    fn send_empty_append(&mut self, to: &NodeId, prev: Index, prev_term: Term) {
         let commit = self.log.commit.min(prev);
         let (term, read_ctx) = (self.term, self.read_seq);
         self.send(
