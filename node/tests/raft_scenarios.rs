@@ -875,3 +875,16 @@ fn unresponsive_follower_gets_empty_probes_not_entries_every_heartbeat() {
     c.run(10);
     assert_eq!(c.applied_data("n3").len(), 100, "caught up once back");
 }
+
+// A peer list naming the node itself (or a peer twice) does not change the quorum.
+#[test]
+fn node_itself_in_peer_list_is_ignored() {
+    let mut cfg = raft_common::config("solo", &["solo".to_string()], CoreBugs::default());
+    cfg.peers = vec!["solo".into(), "solo".into()];
+    let n = RawNode::new(cfg, Persisted::default(), StdRng::seed_from_u64(1));
+    assert_eq!(
+        n.status().role,
+        Role::Leader,
+        "a one-node cluster elects itself"
+    );
+}

@@ -93,7 +93,12 @@ impl std::hash::Hash for Raft {
 }
 
 impl Raft {
-    pub fn new(cfg: Config, persisted: Persisted, rng: StdRng) -> Self {
+    pub fn new(mut cfg: Config, persisted: Persisted, rng: StdRng) -> Self {
+        // Tolerate the node itself or duplicates in the peer list: they would skew quorums.
+        let me = cfg.id.clone();
+        cfg.peers.retain(|p| *p != me);
+        cfg.peers.sort();
+        cfg.peers.dedup();
         let hs = persisted.hard_state;
         let log = RaftLog::restore(persisted.snapshot, persisted.entries, hs.commit);
         let prev_hard_state = HardState {
