@@ -192,7 +192,7 @@ fn split_vote_is_resolved_by_randomized_timeouts() {
 }
 
 /// Builds: `n3` was leader and appended `stale` entries while cut off; the rest elected a
-/// new leader and committed `fresh` entries. Returns the new leader.
+/// new leader, committed `fresh` entries, then elected another leader. Returns it.
 fn diverged_follower(stale: u8, fresh: u8) -> (Cluster, String) {
     let mut c = Cluster::new(3);
     c.force_elect("n3");
@@ -210,7 +210,14 @@ fn diverged_follower(stale: u8, fresh: u8) -> (Cluster, String) {
         c.propose(&l, &[b'f', i]);
     }
     c.run(5);
-    (c, l)
+    // Re-elect the other node, so the leader starts probing n3 at the end of its long log
+    // (a leader starts at its own last index, where the logs no longer meet).
+    let o = if l == "n1" { "n2" } else { "n1" };
+    c.crash(&l);
+    c.restart(&l);
+    c.force_elect(o);
+    c.run(2);
+    (c, o.to_string())
 }
 
 fn refusals_from(c: &mut Cluster, from: &str, ticks: usize) -> usize {
@@ -244,6 +251,7 @@ fn lagging_follower_is_backfilled_skipping_a_term_per_round_trip() {
     );
     c.heal();
     let refused = refusals_from(&mut c, "n3", 20);
+    eprintln!("backfill of 30 conflicting entries: {refused} refusals");
     assert_eq!(
         c.nodes["n3"].sm, c.nodes[&l].sm,
         "n3 applied what the leader applied"
