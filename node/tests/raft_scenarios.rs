@@ -192,7 +192,7 @@ fn split_vote_is_resolved_by_randomized_timeouts() {
 }
 
 /// Builds: `n3` was leader and appended `stale` entries while cut off; the rest elected a
-/// new leader and committed `fresh` entries. Returns the new leader.
+/// new leader, committed `fresh` entries, then elected another leader. Returns it.
 fn diverged_follower(stale: u8, fresh: u8) -> (Cluster, String) {
     let mut c = Cluster::new(3);
     c.force_elect("n3");
@@ -210,7 +210,14 @@ fn diverged_follower(stale: u8, fresh: u8) -> (Cluster, String) {
         c.propose(&l, &[b'f', i]);
     }
     c.run(5);
-    (c, l)
+    // Re-elect the other node, so the leader starts probing n3 at the end of its long log
+    // (a leader starts at its own last index, where the logs no longer meet).
+    let o = if l == "n1" { "n2" } else { "n1" };
+    c.crash(&l);
+    c.restart(&l);
+    c.force_elect(o);
+    c.run(2);
+    (c, o.to_string())
 }
 
 fn refusals_from(c: &mut Cluster, from: &str, ticks: usize) -> usize {
@@ -244,6 +251,7 @@ fn lagging_follower_is_backfilled_skipping_a_term_per_round_trip() {
     );
     c.heal();
     let refused = refusals_from(&mut c, "n3", 20);
+    eprintln!("backfill of 30 conflicting entries: {refused} refusals");
     assert_eq!(
         c.nodes["n3"].sm, c.nodes[&l].sm,
         "n3 applied what the leader applied"
@@ -417,7 +425,18 @@ fn figure_8_with_commit_old_term_bug_applies_an_entry_that_is_later_overwritten(
 }
 
 fn isolated_follower_after(pre_vote: bool, ticks: usize) -> (Cluster, String, Term, Term) {
-    let mut c = Cluster::with(3, |cfg| cfg.pre_vote = pre_vote);
+    isolated_follower_with(pre_vote, true, ticks)
+}
+
+fn isolated_follower_with(
+    pre_vote: bool,
+    check_quorum: bool,
+    ticks: usize,
+) -> (Cluster, String, Term, Term) {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.pre_vote = pre_vote;
+        cfg.check_quorum = check_quorum;
+    });
     c.force_elect("n1");
     c.run(5);
     let t = c.term("n1");
@@ -437,6 +456,15 @@ fn pre_vote_keeps_isolated_node_from_inflating_terms_and_deposing_the_leader() {
     assert_eq!(t3, t, "the isolated node's term did not grow");
     assert_eq!(c.leader().as_deref(), Some(l.as_str()));
     assert_eq!(c.term(&l), t, "the leader was not deposed");
+}
+
+// Thesis §9.6 without check-quorum: followers that hear from the leader refuse pre-votes.
+#[test]
+fn pre_vote_alone_keeps_returning_node_from_deposing_the_leader() {
+    let (c, l, t, t3) = isolated_follower_with(true, false, 300);
+    assert_eq!(t3, t);
+    assert_eq!(c.leader().as_deref(), Some(l.as_str()));
+    assert_eq!(c.term(&l), t);
 }
 
 // Without pre-vote the same isolated node inflates its term and deposes the leader on return
@@ -730,4 +758,141 @@ fn leader_pipelines_up_to_max_inflight_appends_per_follower() {
     assert_eq!(to_n2, vec![8, 8, 8, 8], "4 batches of 8 in flight");
     c.run(10);
     assert_eq!(c.applied_data("n2").len(), 100);
+}
+
+// Bad input: messages from strangers, for other nodes, with impossible fields (entries not
+// following `prev`, terms from the future, indices near u64::MAX) are ignored: no panic, no
+// state change.
+#[test]
+fn malformed_messages_are_ignored_without_panic() {
+    let mut c = Cluster::new(3);
+    c.force_elect("n1");
+    c.run(3);
+    let before: Vec<_> = names(3).iter().map(|id| c.node(id).hard_state()).collect();
+    let entry = |term, index| Entry {
+        term,
+        index,
+        data: vec![],
+    };
+    let bodies = vec![
+        MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![entry(1, 5)], // not prev + 1
+            commit: 5,
+            read_ctx: 0,
+        },
+        MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![entry(99, 2)], // term above the message's
+            commit: 2,
+            read_ctx: 0,
+        },
+        MessageBody::Append {
+            prev_log_index: u64::MAX,
+            prev_log_term: 0,
+            entries: vec![entry(1, 0)],
+            commit: u64::MAX,
+            read_ctx: 0,
+        },
+        MessageBody::AppendResponse {
+            success: false,
+            match_index: u64::MAX,
+            conflict_index: u64::MAX,
+            conflict_term: u64::MAX,
+            read_ctx: u64::MAX,
+        },
+        MessageBody::InstallSnapshotResponse {
+            match_index: u64::MAX,
+        },
+        MessageBody::InstallSnapshot {
+            snapshot: splitbrain_node::raft::Snapshot {
+                index: 0,
+                term: 0,
+                data: vec![],
+            },
+        },
+        MessageBody::Vote {
+            pre_vote: false,
+            last_log_index: u64::MAX,
+            last_log_term: u64::MAX,
+        },
+    ];
+    for to in names(3) {
+        let t = c.term(&to);
+        for body in &bodies {
+            for (from, term) in [("n2", t), ("n3", t), ("stranger", t + 1), ("n2", u64::MAX)] {
+                if from == to {
+                    continue;
+                }
+                c.node_mut(&to).step(Message {
+                    from: from.into(),
+                    to: to.clone(),
+                    term,
+                    body: body.clone(),
+                });
+                // Addressed to someone else.
+                c.node_mut(&to).step(Message {
+                    from: "n2".into(),
+                    to: "n9".into(),
+                    term: t + 5,
+                    body: body.clone(),
+                });
+            }
+        }
+        c.ready(&to);
+    }
+    let after: Vec<_> = names(3).iter().map(|id| c.node(id).hard_state()).collect();
+    assert_eq!(before, after, "hard state untouched by malformed input");
+    assert_eq!(c.leader().as_deref(), Some("n1"));
+}
+
+// Throughput under failure: a follower that does not answer gets at most `max_inflight`
+// Appends with entries plus one probe; after that only empty probes (one per heartbeat).
+#[test]
+fn unresponsive_follower_gets_empty_probes_not_entries_every_heartbeat() {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.max_inflight = 4;
+        cfg.max_entries_per_msg = 8;
+    });
+    c.force_elect("n1");
+    c.run(3);
+    c.crash("n3");
+    let (mut with_entries, mut empty) = (0, 0);
+    for i in 0..100u8 {
+        c.node_mut("n1").propose(vec![i]).unwrap();
+        for id in c.ids.clone() {
+            c.tick(&id);
+        }
+        for m in c.queue.iter().filter(|m| m.to == "n3") {
+            match &m.body {
+                MessageBody::Append { entries, .. } if entries.is_empty() => empty += 1,
+                MessageBody::Append { .. } => with_entries += 1,
+                _ => {}
+            }
+        }
+        c.deliver_all();
+    }
+    assert!(empty >= 40, "heartbeats keep going ({empty})");
+    assert!(
+        with_entries <= 5,
+        "{with_entries} Appends with entries to a dead follower"
+    );
+    c.restart("n3");
+    c.run(10);
+    assert_eq!(c.applied_data("n3").len(), 100, "caught up once back");
+}
+
+// A peer list naming the node itself (or a peer twice) does not change the quorum.
+#[test]
+fn node_itself_in_peer_list_is_ignored() {
+    let mut cfg = raft_common::config("solo", &["solo".to_string()], CoreBugs::default());
+    cfg.peers = vec!["solo".into(), "solo".into()];
+    let n = RawNode::new(cfg, Persisted::default(), StdRng::seed_from_u64(1));
+    assert_eq!(
+        n.status().role,
+        Role::Leader,
+        "a one-node cluster elects itself"
+    );
 }

@@ -44,12 +44,15 @@ struct SimParams {
     p_read: f64,
     snapshot_every: u64,
     max_entries_per_msg: usize,
+    max_inflight: usize,
+    pre_vote: bool,
+    check_quorum: bool,
     bugs: CoreBugs,
 }
 
 impl SimParams {
     fn from_seed(seed: u64, bugs: CoreBugs) -> Self {
-        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_0f_5eed);
+        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
         SimParams {
             nodes: if r.gen_bool(0.5) { 3 } else { 5 },
             chaos_ticks: 300,
@@ -64,6 +67,9 @@ impl SimParams {
             p_read: 0.1,
             snapshot_every: [0, 4, 15][r.gen_range(0..3)],
             max_entries_per_msg: [1, 3, 64][r.gen_range(0..3)],
+            max_inflight: [1, 4][r.gen_range(0..2)],
+            pre_vote: r.gen_bool(0.75),
+            check_quorum: r.gen_bool(0.75),
             bugs,
         }
     }
@@ -103,6 +109,9 @@ impl Sim {
             .map(|id| {
                 let mut cfg = config(id, &ids, p.bugs.clone());
                 cfg.max_entries_per_msg = p.max_entries_per_msg;
+                cfg.max_inflight = p.max_inflight;
+                cfg.pre_vote = p.pre_vote;
+                cfg.check_quorum = p.check_quorum;
                 let mut n = SimNode::new(cfg, rng.gen());
                 n.snapshot_every = p.snapshot_every;
                 n

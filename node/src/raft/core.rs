@@ -3,10 +3,10 @@
 //!
 //! # Design decisions
 //! - Terms: any message with a higher term makes the node a follower of that term (§5.1),
-//!   except a pre-vote request and a granted pre-vote answer (§9.6), which do not change terms;
-//!   and, with check-quorum, a (pre-)vote request arriving while the node has heard from a
-//!   leader within the minimum election timeout is ignored (the leader lease, §6 / §9.6), so
-//!   that a node returning from a partition cannot depose a healthy leader.
+//!   except a pre-vote request and a granted pre-vote answer (§9.6), which do not change terms.
+//!   A pre-vote request arriving while the node has heard from a leader within the minimum
+//!   election timeout is ignored (§9.6), and so, with check-quorum, is a vote request (the
+//!   leader lease), so that a node returning from a partition cannot depose a healthy leader.
 //! - A message with a lower term is answered with the current term (so a stale leader or
 //!   candidate learns it is stale) and otherwise ignored.
 //! - Heartbeats are empty Appends at the follower's `match_index`, which the follower always
@@ -93,7 +93,12 @@ impl std::hash::Hash for Raft {
 }
 
 impl Raft {
-    pub fn new(cfg: Config, persisted: Persisted, rng: StdRng) -> Self {
+    pub fn new(mut cfg: Config, persisted: Persisted, rng: StdRng) -> Self {
+        // Tolerate the node itself or duplicates in the peer list: they would skew quorums.
+        let me = cfg.id.clone();
+        cfg.peers.retain(|p| *p != me);
+        cfg.peers.sort();
+        cfg.peers.dedup();
         let hs = persisted.hard_state;
         let log = RaftLog::restore(persisted.snapshot, persisted.entries, hs.commit);
         let prev_hard_state = HardState {
@@ -131,7 +136,8 @@ impl Raft {
     }
 
     fn quorum(&self) -> usize {
-        (self.cfg.peers.len() + 1) / 2 + 1
+        let members = self.cfg.peers.len() + 1;
+        members / 2 + 1
     }
 
     fn reset_timers(&mut self) {
@@ -308,8 +314,16 @@ impl Raft {
             };
             match pr.state {
                 ProgressState::Probe => {
-                    // The probe (or its answer) may have been lost: send it again.
-                    pr.probe_sent = false;
+                    if pr.probe_sent {
+                        // The probe or its answer may have been lost (or the follower is
+                        // down): ask again with an empty probe; entries follow its answer.
+                        let prev = pr.next_index - 1;
+                        if let Some(prev_term) = self.log.term(prev) {
+                            self.send_empty_append(&p, prev, prev_term);
+                            continue;
+                        }
+                        pr.probe_sent = false;
+                    }
                     self.send_append(&p, true);
                     continue;
                 }
@@ -323,7 +337,13 @@ impl Raft {
                 ProgressState::Snapshot => pr.stall += 1,
             }
             pr.match_at_heartbeat = pr.match_index;
-            if pr.stall >= 2 {
+            // A snapshot may be large and slow to transfer: give it longer before resending.
+            let limit = if pr.state == ProgressState::Snapshot {
+                10
+            } else {
+                2
+            };
+            if pr.stall >= limit {
                 // Nothing acknowledged for two heartbeat periods: messages were lost.
                 let m = pr.match_index;
                 pr.become_probe(m + 1);
@@ -390,12 +410,18 @@ impl Raft {
             return;
         }
         if m.term > self.term {
-            if matches!(m.body, MessageBody::Vote { .. })
-                && self.cfg.check_quorum
-                && self.leader.is_some()
-                && self.election_elapsed < self.cfg.election_ticks_min
-            {
-                // Leader lease (§9.6 with check-quorum): we heard from a leader recently.
+            let in_lease =
+                self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min;
+            let lease_applies = match &m.body {
+                // Thesis §9.6: no pre-vote while a leader was heard within the timeout.
+                MessageBody::Vote { pre_vote: true, .. } => true,
+                // With check-quorum also no real vote (the leader lease, thesis §6.4.1).
+                MessageBody::Vote {
+                    pre_vote: false, ..
+                } => self.cfg.check_quorum,
+                _ => false,
+            };
+            if in_lease && lease_applies {
                 return;
             }
             match &m.body {
@@ -973,6 +999,10 @@ impl Raft {
             Some(t) => (m, t),
             None => (self.log.snapshot.index, self.log.snapshot.term),
         };
+        self.send_empty_append(to, prev, prev_term);
+    }
+
+    fn send_empty_append(&mut self, to: &NodeId, prev: Index, prev_term: Term) {
         let commit = self.log.commit.min(prev);
         let (term, read_ctx) = (self.term, self.read_seq);
         self.send(
@@ -1089,16 +1119,26 @@ impl Raft {
     }
 }
 
+/// Indices and terms beyond this are refused as malformed, so arithmetic on them cannot
+/// overflow (a real cluster would need 2^62 entries or elections to get there).
+const MAX_SANE: u64 = 1 << 62;
+
 /// Structural checks on a message from the network; ill-formed ones are dropped.
 fn well_formed(m: &Message) -> bool {
+    if m.term > MAX_SANE {
+        return false;
+    }
     match &m.body {
         MessageBody::Append {
             prev_log_index,
             prev_log_term,
             entries,
-            commit: _,
+            commit,
             read_ctx: _,
         } => {
+            if *prev_log_index > MAX_SANE || *commit > MAX_SANE || entries.len() as u64 > MAX_SANE {
+                return false;
+            }
             let mut t = *prev_log_term;
             for (i, e) in entries.iter().enumerate() {
                 if e.index != prev_log_index + 1 + i as u64 || e.term < t || e.term > m.term {
@@ -1109,9 +1149,23 @@ fn well_formed(m: &Message) -> bool {
             *prev_log_term <= m.term
         }
         MessageBody::InstallSnapshot { snapshot } => {
-            snapshot.index > 0 && snapshot.term > 0 && snapshot.term <= m.term
+            snapshot.index > 0
+                && snapshot.index <= MAX_SANE
+                && snapshot.term > 0
+                && snapshot.term <= m.term
         }
-        MessageBody::Vote { last_log_term, .. } => *last_log_term <= m.term,
-        _ => true,
+        MessageBody::Vote {
+            last_log_term,
+            last_log_index,
+            ..
+        } => *last_log_term <= m.term && *last_log_index <= MAX_SANE,
+        MessageBody::AppendResponse {
+            match_index,
+            conflict_index,
+            conflict_term,
+            ..
+        } => *match_index <= MAX_SANE && *conflict_index <= MAX_SANE && *conflict_term <= MAX_SANE,
+        MessageBody::InstallSnapshotResponse { match_index } => *match_index <= MAX_SANE,
+        MessageBody::VoteResponse { .. } => true,
     }
 }

@@ -139,3 +139,74 @@ impl RaftLog {
         self.snapshot = Snapshot { index, term, data };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(term: Term, index: Index) -> Entry {
+        Entry {
+            term,
+            index,
+            data: vec![],
+        }
+    }
+
+    fn snap(index: Index, term: Term) -> Snapshot {
+        Snapshot {
+            index,
+            term,
+            data: vec![],
+        }
+    }
+
+    #[test]
+    fn terms_are_known_from_the_snapshot_index_on() {
+        let log = RaftLog::restore(Some(snap(3, 2)), vec![e(2, 4), e(3, 5)], 0);
+        assert_eq!(log.term(2), None, "compacted");
+        assert_eq!(log.term(3), Some(2), "the snapshot's own index");
+        assert_eq!(log.term(5), Some(3));
+        assert_eq!(log.term(6), None, "beyond the end");
+        assert_eq!((log.first_index(), log.last_index()), (4, 5));
+        assert_eq!(log.commit, 3, "commit is at least the snapshot index");
+        assert_eq!(log.applied, 3);
+    }
+
+    #[test]
+    fn restore_drops_entries_the_snapshot_covers() {
+        let log = RaftLog::restore(Some(snap(2, 1)), vec![e(1, 1), e(1, 2), e(1, 3)], 9);
+        assert_eq!(log.entries, vec![e(1, 3)]);
+        assert_eq!(log.commit, 3, "commit clamped to the last index");
+    }
+
+    #[test]
+    #[should_panic(expected = "not contiguous")]
+    fn restore_refuses_a_gap() {
+        RaftLog::restore(None, vec![e(1, 1), e(1, 3)], 0);
+    }
+
+    #[test]
+    fn truncation_makes_the_suffix_unstable_again() {
+        let mut log = RaftLog::restore(None, vec![e(1, 1), e(1, 2), e(1, 3)], 1);
+        assert_eq!(log.unstable_from, 4);
+        log.truncate_from(2);
+        assert_eq!(log.last_index(), 1);
+        assert_eq!(log.unstable_from, 2);
+    }
+
+    #[test]
+    fn conflict_hint_is_the_first_index_of_the_term_run_above_the_floor() {
+        let log = RaftLog::restore(None, vec![e(1, 1), e(2, 2), e(2, 3), e(2, 4)], 0);
+        assert_eq!(log.first_index_of_term_run(4, 1), 2);
+        assert_eq!(log.first_index_of_term_run(4, 3), 3, "not below the floor");
+    }
+
+    #[test]
+    fn compact_keeps_the_suffix_and_remembers_the_term() {
+        let mut log = RaftLog::restore(None, vec![e(1, 1), e(2, 2), e(2, 3)], 3);
+        log.compact(2, b"sm".to_vec());
+        assert_eq!((log.snapshot.index, log.snapshot.term), (2, 2));
+        assert_eq!(log.entries, vec![e(2, 3)]);
+        assert_eq!(log.term(2), Some(2));
+    }
+}

@@ -26,6 +26,11 @@
 //! - `ready.committed` may contain entries that appear in `ready.entries` of the same batch
 //!   (persist first, then apply).
 //! - In a refused `AppendResponse`, `match_index` carries the refused `prev_log_index`.
+//! - A granted pre-vote answer carries the term the candidate asked for (it changes no
+//!   one's term); every other answer carries the responder's current term.
+//! - Pending ReadIndex requests are dropped (never answered) when the node stops leading;
+//!   the caller fails them when `status().role` is no longer `Leader`.
+//! - `RawNode` implements `Hash` over its protocol state (not the RNG), for model checking.
 //!
 //! # Layout
 //! - `core.rs`: the protocol (elections, replication, ReadIndex, snapshots).

@@ -104,3 +104,35 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledgement_frees_every_inflight_message_it_covers() {
+        let mut p = Progress::new(1);
+        p.become_replicate();
+        for last in [8, 16, 24] {
+            p.inflight.push_back(last);
+        }
+        p.next_index = 25;
+        assert!(p.is_paused(3));
+        assert!(p.update_match(16));
+        assert_eq!(p.inflight, VecDeque::from([24]));
+        assert!(!p.is_paused(3));
+        assert!(!p.update_match(10), "an older acknowledgement is no news");
+        assert_eq!(p.match_index, 16);
+    }
+
+    #[test]
+    fn probing_never_goes_below_the_match_index() {
+        let mut p = Progress::new(10);
+        p.update_match(5);
+        p.become_probe(2);
+        assert_eq!(p.next_index, 6);
+        assert!(!p.is_paused(4));
+        p.probe_sent = true;
+        assert!(p.is_paused(4), "one probe at a time");
+    }
+}
