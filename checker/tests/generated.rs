@@ -97,7 +97,10 @@ fn corrupting_one_read_mostly_makes_histories_invalid() {
             total += 1;
             if r.valid == Verdict::Invalid {
                 invalid += 1;
-                assert!(r.counterexample.is_some(), "{model} seed {seed}: no counterexample");
+                assert!(
+                    r.counterexample.is_some(),
+                    "{model} seed {seed}: no counterexample"
+                );
             }
         }
         assert!(total > 100, "{model}: too few histories with reads");
@@ -121,7 +124,11 @@ fn oracle_step(model: ModelKind, state: &Value, op: &Op) -> Option<Value> {
         "cas" => {
             let (from, to) = (&op.value[0], &op.value[1]);
             if info {
-                Some(if state == from { to.clone() } else { state.clone() })
+                Some(if state == from {
+                    to.clone()
+                } else {
+                    state.clone()
+                })
             } else {
                 (state == from).then(|| to.clone())
             }
@@ -238,7 +245,13 @@ fn random_history(model: ModelKind, seed: u64) -> Vec<Event> {
                         _ => ("cas", json!([v(&mut rng), v(&mut rng)])),
                     },
                 };
-                events.push(ev(pids[s], EventType::Invoke, f, key.clone(), value.clone()));
+                events.push(ev(
+                    pids[s],
+                    EventType::Invoke,
+                    f,
+                    key.clone(),
+                    value.clone(),
+                ));
                 busy[s] = Some((f.to_string(), key, value));
             }
             None => {}
@@ -286,7 +299,11 @@ fn search_agrees_with_brute_force_oracle_on_small_histories() {
             let got = check(&h, model, &opts()).valid;
             assert_eq!(
                 got,
-                if want { Verdict::Valid } else { Verdict::Invalid },
+                if want {
+                    Verdict::Valid
+                } else {
+                    Verdict::Invalid
+                },
                 "{model} seed {seed}: search {got}, oracle valid={want}\n{:#?}",
                 h.ops
             );
@@ -296,7 +313,10 @@ fn search_agrees_with_brute_force_oracle_on_small_histories() {
                 invalid += 1
             }
         }
-        assert!(valid > 200 && invalid > 200, "{model}: {valid} valid / {invalid} invalid: the oracle test needs both");
+        assert!(
+            valid > 200 && invalid > 200,
+            "{model}: {valid} valid / {invalid} invalid: the oracle test needs both"
+        );
     }
 }
 
@@ -323,7 +343,11 @@ fn search_agrees_with_oracle_on_small_simulated_append_histories() {
         let got = check(&h, ModelKind::AppendKv, &opts()).valid;
         assert_eq!(
             got,
-            if want { Verdict::Valid } else { Verdict::Invalid },
+            if want {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            },
             "seed {seed}: search {got}, oracle valid={want}\n{:#?}",
             h.ops
         );
@@ -333,5 +357,8 @@ fn search_agrees_with_oracle_on_small_simulated_append_histories() {
             invalid += 1
         }
     }
-    assert!(valid > 300 && invalid > 300, "{valid} valid / {invalid} invalid");
+    assert!(
+        valid > 300 && invalid > 300,
+        "{valid} valid / {invalid} invalid"
+    );
 }

@@ -79,7 +79,12 @@ pub fn simulate(cfg: &Sim, seed: u64) -> Vec<Event> {
     let mut events = Vec::new();
     let mut invoked = 0;
     let mut unique = 0u64;
-    let emit = |events: &mut Vec<Event>, p: u64, kind: EventType, f: &str, key: Option<u64>, value: Value| {
+    let emit = |events: &mut Vec<Event>,
+                p: u64,
+                kind: EventType,
+                f: &str,
+                key: Option<u64>,
+                value: Value| {
         let i = events.len() as u64;
         events.push(Event {
             index: i,
@@ -166,7 +171,14 @@ pub fn simulate(cfg: &Sim, seed: u64) -> Vec<Event> {
                 if rng.gen_bool(cfg.info_rate / 2.0) {
                     // Crash before taking effect: it may still take effect later.
                     let p = pending.take().expect("matched Some");
-                    emit(&mut events, *pid, EventType::Info, p.f, p.key, p.value.clone());
+                    emit(
+                        &mut events,
+                        *pid,
+                        EventType::Info,
+                        p.f,
+                        p.key,
+                        p.value.clone(),
+                    );
                     if p.f != "read" && p.f != "get" {
                         ghosts.push(p);
                     }
