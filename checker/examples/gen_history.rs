@@ -17,7 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if corrupt {
         args.pop();
     }
-    let out = args.first().ok_or("usage: gen_history OUT [OPS] [KEYS] [PROCESSES] [INFO_RATE] [SEED] [MODEL] [--corrupt]")?;
+    let out = args.first().ok_or(
+        "usage: gen_history OUT [OPS] [KEYS] [PROCESSES] [INFO_RATE] [SEED] [MODEL] [--corrupt]",
+    )?;
     let num = |i: usize, d: &str| -> Result<String, Box<dyn std::error::Error>> {
         Ok(args.get(i).cloned().unwrap_or_else(|| d.to_string()))
     };

@@ -328,10 +328,15 @@ fn drop_unobserved_info(
     inputs: Vec<RegInput>,
     ops: &[Op],
 ) -> (Vec<usize>, Vec<RegInput>) {
-    if inputs
-        .iter()
-        .any(|i| matches!(i, RegInput::Cas { ok: Some(false), .. }))
-    {
+    if inputs.iter().any(|i| {
+        matches!(
+            i,
+            RegInput::Cas {
+                ok: Some(false),
+                ..
+            }
+        )
+    }) {
         return (kept, inputs);
     }
     let mut observed = std::collections::HashSet::new();
