@@ -255,7 +255,7 @@ pub(crate) fn compile(
                 kept.push(i);
                 inputs.push(input);
             }
-            let (kept, inputs) = drop_unobserved_info(kept, inputs, &ops[..]);
+            let (kept, inputs) = drop_unobserved_info(kept, inputs, ops);
             Ok((
                 kept,
                 Compiled::Register(RegisterModel {

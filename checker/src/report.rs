@@ -271,15 +271,15 @@ pub fn try_check(
         .num_threads(opts.threads.unwrap_or(0))
         .build()
         .map_err(|e| CheckError::Threads(e.to_string()))?;
-    let compiled: Vec<Result<std::sync::Mutex<(Vec<usize>, Compiled)>, _>> = pool.install(|| {
+    type Slot = std::sync::Mutex<(Vec<usize>, Compiled)>;
+    let compiled: Vec<Result<Slot, _>> = pool.install(|| {
         parts
             .par_iter()
             .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
             .collect()
     });
     // The first bad op in partition order is reported.
-    let compiled: Vec<std::sync::Mutex<(Vec<usize>, Compiled)>> =
-        compiled.into_iter().collect::<Result<_, _>>()?;
+    let compiled: Vec<Slot> = compiled.into_iter().collect::<Result<_, _>>()?;
     let sizes: Vec<usize> = compiled
         .iter()
         .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))

@@ -194,7 +194,7 @@ pub(crate) fn search<M: SearchModel>(
     let mut order: Vec<usize> = (0..2 * n).collect();
     let key = |node: usize| -> (u64, u8, usize) {
         let op = node / 2;
-        if node % 2 == 0 {
+        if node & 1 == 0 {
             (calls[op], 0, op)
         } else {
             (rets[op], 1, op)
@@ -239,12 +239,12 @@ pub(crate) fn search<M: SearchModel>(
 
     while next[head] as usize != tail {
         iter = iter.wrapping_add(1);
-        if iter % 4096 == 0 {
+        if iter & 4095 == 0 {
             if let Some(o) = limits.stop() {
                 return (o, None);
             }
         }
-        if entry % 2 == 0 {
+        if entry & 1 == 0 {
             let op = entry / 2;
             if gate[op].is_some_and(|j| !bits.has(j as usize)) {
                 entry = next[entry] as usize;
