@@ -181,7 +181,8 @@ pub fn detect(text: &str) -> Result<Format, LineError> {
         && !text.contains(":type :fail")
     {
         Ok(Format::PorcupineKv)
-    } else if t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") {
+    } else if t.starts_with('[') || t.starts_with('(') || t.starts_with("{:") || t.starts_with('#')
+    {
         Ok(Format::Edn)
     } else {
         Err((

@@ -236,3 +236,25 @@ fn event_json_matches_design_line() {
     assert_eq!(e.process, Process::Nemesis);
     assert_eq!(serde_json::to_string(&e).unwrap(), n);
 }
+
+#[test]
+fn edn_reader_reads_tagged_jepsen_ops_and_lists_with_time_and_index() {
+    let text =
+        "#jepsen.history.Op{:index 0, :time 5, :type :invoke, :process 0, :f :write, :value 3}\n\
+                #jepsen.history.Op{:index 1, :time 9, :type :ok, :process 0, :f :write, :value 3}\n\
+                {:index 2, :time 10, :type :invoke, :process 1, :f :read, :value nil}\n\
+                {:index 3, :time 12, :type :ok, :process 1, :f :read, :value 3}\n";
+    let (_d, p) = write("history.edn", text);
+    let h = read_file(&p, Format::Auto).unwrap();
+    assert_eq!(h.ops.len(), 2);
+    assert_eq!(h.ops[1].invoke_time, 10);
+    assert_eq!(h.ops[1].complete_index, Some(3));
+    assert_eq!(h.ops[1].line, 3);
+    let (_d2, p2) = write(
+        "list.edn",
+        "(\n{:type :invoke, :f :read, :value nil, :process 0}\n{:type :ok, :f :read, :value 1, :process 0}\n)",
+    );
+    let h2 = read_file(&p2, Format::Edn).unwrap();
+    assert_eq!(h2.ops.len(), 1);
+    assert_eq!(h2.ops[0].line, 2);
+}
