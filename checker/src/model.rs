@@ -159,6 +159,8 @@ impl SearchModel for RegisterModel {
         Some(match self.inputs[op] {
             RegInput::Read(v) => v as u64,
             RegInput::Write(v) => 1 << 62 | v as u64,
+            // Two 30-bit ids pack into one class; larger ids get no class (no symmetry).
+            RegInput::Cas { from, to, .. } if from >= 1 << 30 || to >= 1 << 30 => return None,
             RegInput::Cas { from, to, ok } => {
                 let ok = match ok {
                     None => 0,
