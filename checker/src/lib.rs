@@ -10,6 +10,26 @@
 //! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition.
 //! * [`check()`]: partitions a history (P-compositionality), checks partitions in parallel and
 //!   builds the [`CheckReport`] with a [`Counterexample`] for an invalid partition.
+//!
+//! # Semantics
+//!
+//! * `fail` ops are removed; `info` ops (and invocations never completed) may take effect at
+//!   any time after their invocation, or never; reads with unknown results are dropped.
+//! * Real-time order is the order of events in the history (file order), so formats without
+//!   timestamps work; op A precedes B iff A's completion comes before B's invocation.
+//! * `register` / `cas-register` start absent (`null`); `kv` is a cas-register per key;
+//!   `append-kv` is Porcupine's kv model (strings, initial `""`).
+//! * A verdict is `Valid`, `Invalid` or `Unknown` (deadline or cancellation): never a guess.
+//!
+//! # Speed
+//!
+//! Keys are checked independently (P-compositionality) and in parallel; the first invalid key
+//! stops the others unless `all_partitions`. Values are interned to small integers; the memo
+//! stores linearized sets in an arena with incremental hashes. Three exact reductions shrink
+//! the search (each argued where it is implemented): `info` ops with identical inputs are
+//! linearized in invocation order (`search`); `info` writes whose value nothing observes are
+//! dropped (`model`); for `append-kv` with uniquely decodable values, each `get` reveals the
+//! exact state each observed append was applied to (`model`).
 
 pub mod edn;
 pub mod history;
@@ -20,5 +40,6 @@ pub mod search;
 
 pub use model::ModelKind;
 pub use report::{
-    check, CheckOptions, CheckReport, Counterexample, KeyResult, PartitionCounts, Progress, Verdict,
+    check, try_check, CheckError, CheckOptions, CheckReport, Counterexample, KeyResult,
+    PartitionCounts, Progress, Verdict,
 };
