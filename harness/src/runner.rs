@@ -101,7 +101,7 @@ impl TestOptions {
         if self.ops_per_key == 0 {
             return Err("--ops-per-key: must be at least 1".into());
         }
-        nemesis::parse_nemesis(&self.nemesis).map(|_| ())?;
+        nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
         if target::by_name(&self.target).is_none() {
             return Err(format!(
                 "--target {:?}: expected one of: {}",
@@ -215,6 +215,7 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
         &run_dir,
         &token,
         &opts.node_args,
+        opts.seed,
     )?);
     crate::cluster::install_panic_hook();
     cluster.start_all()?;

@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(long, default_value = "proxy")]
     pub net: String,
     /// Client request timeout in seconds (a write that times out is `info`).
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
