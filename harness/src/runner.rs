@@ -55,6 +55,10 @@ pub struct TestOptions {
     pub node_args: Vec<String>,
     /// Client request timeout.
     pub op_timeout_s: f64,
+    /// Retries of an indefinite write or cas with the same request id (through the next
+    /// member); 0 = Jepsen's behaviour (the op is `info`).
+    #[serde(default)]
+    pub retries: usize,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
     /// Show the progress bar and print the summary.
@@ -259,12 +263,17 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     }
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
-        let spec = &cluster.specs[i % cluster.specs.len()];
+        // Each worker has clients of its own (its own connections), one per member.
+        let mut member_clients = Vec::new();
+        for spec in &cluster.specs {
+            member_clients.push(target.client(spec, op_timeout)?);
+        }
         let w = Worker {
             index: i,
             concurrency: opts.concurrency,
             gen,
-            client: target.client(spec, op_timeout)?,
+            clients: member_clients.clone(),
+            retries: opts.retries,
             recorder: recorder.clone(),
             limiter: limiter.clone(),
             counters: counters.clone(),
@@ -344,7 +353,7 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
 
     // Check.
     let events = recorder.events();
-    let stats = summary::stats(&events);
+    let stats = summary::stats(&events, &recorder.reasons());
     let history = History::from_events(events)
         .map_err(|e| anyhow::anyhow!("the recorded history is malformed: {e}"))?;
     if opts.interactive {

@@ -62,6 +62,10 @@ pub struct Args {
     /// Client request timeout in seconds (a write that times out is `info`).
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
+    /// Retry an indefinite write or cas up to N times with the same request id, through the
+    /// next member (exercises the node's request-id dedup; 0: the op is `info` at once).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: usize,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
@@ -125,6 +129,7 @@ impl Args {
             results: self.results.clone(),
             node_args: self.node_args.clone(),
             op_timeout_s: self.op_timeout,
+            retries: self.retries,
             check_timeout_s: self.check_timeout,
             interactive: true,
         };
