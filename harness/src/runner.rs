@@ -48,6 +48,10 @@ pub struct TestOptions {
     pub rate: f64,
     /// The `--nemesis` list as given.
     pub nemesis: String,
+    /// One fault timeline per `--nemesis` choice, so faults overlap (Jepsen's combined
+    /// nemesis); false: one fault at a time.
+    #[serde(default)]
+    pub nemesis_overlap: bool,
     pub nemesis_interval_s: f64,
     pub recovery_time_s: f64,
     pub seed: u64,
@@ -131,7 +135,12 @@ impl TestOptions {
     pub fn schedule(&self) -> Vec<nemesis::Planned> {
         // Validated before: parse cannot fail here; fall back to no faults rather than panic.
         let choices = nemesis::parse_nemesis(&self.nemesis).unwrap_or_default();
-        nemesis::plan(
+        let plan = if self.nemesis_overlap {
+            nemesis::plan_overlapping
+        } else {
+            nemesis::plan
+        };
+        plan(
             &choices,
             &self.member_ids(),
             Duration::from_secs_f64(self.time_limit_s),

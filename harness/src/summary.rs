@@ -87,10 +87,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// Computes the statistics of a history; `reasons[i]` is why event `i` failed (may be empty).
 pub fn stats(events: &[Event], reasons: &[Option<String>]) -> Stats {
     let mut s = Stats::default();
-    // Fault windows: a start-X opens one, the next stop-X closes it.
+    // Fault windows: a start-X opens one, the next stop-X closes it (faults of different
+    // families may overlap).
     let mut windows: Vec<(u64, u64)> = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
     for e in events.iter().filter(|e| e.process == Process::Nemesis) {
-        if let Some(_fam) = e.f.strip_prefix("start-") {
+        if let Some(fam) = e.f.strip_prefix("start-") {
             s.faults.push(FaultRecord {
                 f: e.f.clone(),
                 start_s: e.time as f64 / 1e9,
@@ -98,12 +100,12 @@ pub fn stats(events: &[Event], reasons: &[Option<String>]) -> Stats {
                 value: e.value.clone(),
             });
             windows.push((e.time, u64::MAX));
-        } else if e.f.starts_with("stop-") {
-            if let Some(w) = windows.iter_mut().rev().find(|w| w.1 == u64::MAX) {
-                w.1 = e.time;
-            }
-            if let Some(f) = s.faults.iter_mut().rev().find(|f| f.stop_s.is_none()) {
-                f.stop_s = Some(e.time as f64 / 1e9);
+            open.push((fam.to_string(), windows.len() - 1));
+        } else if let Some(fam) = e.f.strip_prefix("stop-") {
+            if let Some(pos) = open.iter().rposition(|(f, _)| f == fam) {
+                let (_, w) = open.remove(pos);
+                windows[w].1 = e.time;
+                s.faults[w].stop_s = Some(e.time as f64 / 1e9);
             }
         }
     }

@@ -38,6 +38,10 @@ pub struct Args {
     /// isolate-one, isolate-leader, majorities-ring, bridge), any of those five, all.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub nemesis: String,
+    /// Run one fault timeline per choice of --nemesis, so that e.g. a kill can happen while a
+    /// partition holds (Jepsen's combined nemesis). Default: one fault at a time.
+    #[arg(long)]
+    pub nemesis_overlap: bool,
     /// Seconds each fault is held; rests between faults last ½–1½ of it.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub nemesis_interval: f64,
@@ -123,6 +127,7 @@ impl Args {
             concurrency,
             rate: self.rate,
             nemesis: self.nemesis.clone(),
+            nemesis_overlap: self.nemesis_overlap,
             nemesis_interval_s: self.nemesis_interval,
             recovery_time_s: self.recovery_time,
             seed,
