@@ -174,6 +174,13 @@ impl RunOutcome {
     }
 }
 
+/// Prints a line on stdout, ignoring a closed pipe (`splitbrain test | head` must not panic
+/// in the middle of a run).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Set by Ctrl-C; every run in this process stops early once it is set.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -190,7 +197,10 @@ pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
 
 async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     let t0 = Instant::now();
-    println!("seed {} (replay with --seed {})", opts.seed, opts.seed);
+    say(&format!(
+        "seed {} (replay with --seed {})",
+        opts.seed, opts.seed
+    ));
     let run_dir = store::create_run_dir(&opts.results, &opts.name)?;
     let schedule = opts.schedule();
     let test_json = serde_json::json!({
@@ -203,7 +213,7 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     });
     store::write_json(&run_dir, "test.json", &test_json)?;
     if opts.interactive {
-        println!("run directory {}", run_dir.display());
+        say(&format!("run directory {}", run_dir.display()));
     }
 
     // Cluster.
@@ -396,7 +406,7 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     // ─────────────────────────────────────────────────────────────────────────────────────────
 
     if opts.interactive {
-        print!("{}", render_outcome(&outcome));
+        say(render_outcome(&outcome).trim_end());
     }
     Ok(outcome)
 }

@@ -2,7 +2,7 @@
 //! Flags follow Jepsen's vocabulary; see `crate::runner` for what a run does.
 
 use crate::cli::exit::BadInput;
-use crate::runner::{run_test, TestOptions, INTERRUPTED};
+use crate::runner::{run_test, say, TestOptions, INTERRUPTED};
 use splitbrain_workloads::WorkloadKind;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -172,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .collect();
         let out =
             serde_json::json!({"seed": opts.seed, "schedule": opts.schedule(), "worker_ops": ops});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        say(&serde_json::to_string_pretty(&out)?);
         return Ok(crate::cli::exit::VALID);
     }
     let mut worst = crate::cli::exit::VALID;
@@ -183,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         let opts = args.options(i)?;
         if args.test_count > 1 {
-            println!("── test {} of {} ──", i + 1, args.test_count);
+            say(&format!("── test {} of {} ──", i + 1, args.test_count));
         }
         let outcome = run_test(&opts)?;
         let code = outcome.exit_code();
@@ -200,10 +200,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
     }
     if args.test_count > 1 {
-        println!(
+        say(&format!(
             "{} runs: {} valid, {} invalid, {} unknown",
             args.test_count, tally.0, tally.1, tally.2
-        );
+        ));
     }
     Ok(worst)
 }
