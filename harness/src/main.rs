@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
+// `splitbrain test` (issue 4): targets, networks, cluster, nemesis, clients, store.
 mod net;
 mod suite;
 mod target;
