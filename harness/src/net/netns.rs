@@ -27,13 +27,15 @@
 //! [`remove_stale`] (called by [`Netns::create`]) deletes the namespaces of runs whose process
 //! is gone: a run killed with SIGKILL leaves its namespaces, the next run removes them.
 
+use super::{Link, LinkFaults, MemberAddrs, Network};
 use crate::target::MemberCommand;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 /// Where members serve clients inside their namespace.
 pub const CLIENT_PORT: u16 = 2379;
@@ -71,6 +73,8 @@ pub struct Netns {
     subnet: u8,
     members: Vec<String>,
     removed: bool,
+    /// The rules in force: cut links and loss per link.
+    state: Mutex<(BTreeSet<Link>, BTreeMap<Link, f64>)>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -191,6 +195,7 @@ impl Netns {
             subnet,
             members: members.to_vec(),
             removed: false,
+            state: Mutex::default(),
         };
         if let Err(e) = me.build() {
             me.remove();
@@ -273,19 +278,6 @@ impl Netns {
         Ok(SocketAddr::from((self.ip_of(id)?, PEER_PORT)))
     }
 
-    /// `cmd` run inside member `id`'s namespace (`ip netns exec NS PROGRAM ARGS…`).
-    pub fn wrap(&self, id: &str, cmd: MemberCommand) -> Result<MemberCommand> {
-        self.ip_of(id)?;
-        let mut args = vec!["netns".to_string(), "exec".into(), self.ns(id)];
-        args.push(cmd.program.display().to_string());
-        args.extend(cmd.args);
-        Ok(MemberCommand {
-            program: PathBuf::from("ip"),
-            args,
-            env: cmd.env,
-        })
-    }
-
     /// Moves the calling thread into the clients' namespace (threads it spawns afterwards
     /// start there too).
     pub fn enter_clients(&self) -> Result<()> {
@@ -305,12 +297,28 @@ impl Netns {
     }
 
     /// Replaces every member's rules: `cuts` are directed links `(from, to)` whose packets are
-    /// dropped; `loss` is the share of packets between members dropped at random.
+    /// dropped; `loss` is the share of packets between any two members dropped at random.
     pub fn apply(&self, cuts: &[(String, String)], loss: f64) -> Result<()> {
-        if !(0.0..=1.0).contains(&loss) {
-            return Err(NetnsError::BadLoss(loss));
+        let mut per_link = BTreeMap::new();
+        for a in &self.members {
+            for b in &self.members {
+                if a != b && loss > 0.0 {
+                    per_link.insert((a.clone(), b.clone()), loss);
+                }
+            }
         }
-        for (a, b) in cuts {
+        let cuts: BTreeSet<Link> = cuts.iter().cloned().collect();
+        self.apply_links(&cuts, &per_link)
+    }
+
+    /// Replaces every member's rules with `cuts` and a loss probability per directed link.
+    pub fn apply_links(&self, cuts: &BTreeSet<Link>, loss: &BTreeMap<Link, f64>) -> Result<()> {
+        for (&p, _) in loss.values().zip(loss.keys()) {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(NetnsError::BadLoss(p));
+            }
+        }
+        for (a, b) in cuts.iter().chain(loss.keys()) {
             self.ip_of(a)?;
             self.ip_of(b)?;
         }
@@ -321,54 +329,48 @@ impl Netns {
                 Some(&self.ruleset(m, cuts, loss)?),
             )?;
         }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = cuts.clone();
+        state.1 = loss.clone();
         Ok(())
     }
 
     /// Removes every rule (heals partitions and loss).
     pub fn heal(&self) -> Result<()> {
-        self.apply(&[], 0.0)
+        self.apply_links(&BTreeSet::new(), &BTreeMap::new())
     }
 
-    /// The nftables ruleset for member `m`.
-    pub fn ruleset(&self, m: &str, cuts: &[(String, String)], loss: f64) -> Result<String> {
-        let set = |ids: BTreeSet<&String>| -> Result<Option<String>> {
-            if ids.is_empty() {
-                return Ok(None);
-            }
-            let ips: Result<Vec<String>> = ids
-                .into_iter()
-                .map(|i| self.ip_of(i).map(|a| a.to_string()))
-                .collect();
-            Ok(Some(format!("{{ {} }}", ips?.join(", "))))
-        };
-        let to: BTreeSet<&String> = cuts
-            .iter()
-            .filter(|(a, _)| a == m)
-            .map(|(_, b)| b)
-            .collect();
-        let from: BTreeSet<&String> = cuts
-            .iter()
-            .filter(|(_, b)| b == m)
-            .map(|(a, _)| a)
-            .collect();
-        let others: BTreeSet<&String> = self.members.iter().filter(|o| *o != m).collect();
+    /// The nftables ruleset for member `m`: the cut link `m → x` drops output to `x`, the cut
+    /// link `x → m` drops input from `x`, and loss on `x → m` drops that share of input from `x`.
+    pub fn ruleset(
+        &self,
+        m: &str,
+        cuts: &BTreeSet<Link>,
+        loss: &BTreeMap<Link, f64>,
+    ) -> Result<String> {
         let mut input = String::new();
         let mut output = String::new();
-        if let Some(s) = set(from)? {
-            input += &format!("    ip saddr {s} drop\n");
-        }
-        if let Some(s) = set(to)? {
-            output += &format!("    ip daddr {s} drop\n");
-        }
-        let per_mille = (loss * 1000.0).round() as u32;
-        if per_mille > 0 {
-            if let Some(s) = set(others)? {
-                input += &if per_mille >= 1000 {
-                    format!("    ip saddr {s} drop\n")
-                } else {
-                    format!("    ip saddr {s} numgen random mod 1000 < {per_mille} drop\n")
-                };
+        for (a, b) in cuts {
+            if a == m {
+                output += &format!("    ip daddr {} drop\n", self.ip_of(b)?);
             }
+            if b == m {
+                input += &format!("    ip saddr {} drop\n", self.ip_of(a)?);
+            }
+        }
+        for ((a, b), p) in loss {
+            let per_mille = (p * 1000.0).round() as u32;
+            if b != m || per_mille == 0 || cuts.contains(&(a.clone(), b.clone())) {
+                continue;
+            }
+            input += &if per_mille >= 1000 {
+                format!("    ip saddr {} drop\n", self.ip_of(a)?)
+            } else {
+                format!(
+                    "    ip saddr {} numgen random mod 1000 < {per_mille} drop\n",
+                    self.ip_of(a)?
+                )
+            };
         }
         Ok(format!(
             "table inet splitbrain\ndelete table inet splitbrain\ntable inet splitbrain {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{input}  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{output}  }}\n}}\n"
@@ -388,6 +390,73 @@ impl Netns {
                 }
             }
         }
+    }
+}
+
+impl Network for Netns {
+    fn name(&self) -> &'static str {
+        "netns"
+    }
+
+    fn addrs(&self, id: &str) -> anyhow::Result<MemberAddrs> {
+        let routes = self
+            .members
+            .iter()
+            .filter(|m| *m != id)
+            .map(|m| Ok((m.clone(), self.peer_addr(m)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MemberAddrs {
+            client: self.client_addr(id)?,
+            peer: self.peer_addr(id)?,
+            routes,
+        })
+    }
+
+    fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
+        let loss = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        Ok(self.apply_links(cuts, &loss)?)
+    }
+
+    fn cuts(&self) -> BTreeSet<Link> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    fn set_faults(&self, link: &Link, faults: LinkFaults) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            faults.delay.is_zero(),
+            "the netns network cannot delay packets (tc netem is missing from this kernel): use --net proxy"
+        );
+        let (cuts, mut loss) = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if faults.loss > 0.0 {
+            loss.insert(link.clone(), faults.loss);
+        } else {
+            loss.remove(link);
+        }
+        Ok(self.apply_links(&cuts, &loss)?)
+    }
+
+    fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
+        let mut args = vec!["netns".to_string(), "exec".into(), self.ns(id)];
+        args.push(cmd.program.display().to_string());
+        args.extend(cmd.args);
+        MemberCommand {
+            program: PathBuf::from("ip"),
+            args,
+            env: cmd.env,
+        }
+    }
+
+    fn heal(&self) -> anyhow::Result<()> {
+        Ok(Netns::heal(self)?)
     }
 }
 
@@ -466,17 +535,26 @@ mod tests {
             subnet: 7,
             members: ids(3),
             removed: true,
+            state: Mutex::default(),
         };
-        let cuts = vec![
-            ("n1".to_string(), "n2".to_string()),
-            ("n3".to_string(), "n1".to_string()),
-        ];
-        let r = n.ruleset("n1", &cuts, 0.25).unwrap();
-        assert!(r.contains("ip daddr { 10.213.7.12 } drop"), "{r}");
-        assert!(r.contains("ip saddr { 10.213.7.13 } drop"), "{r}");
+        let link = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let cuts: BTreeSet<Link> = [link("n1", "n2"), link("n3", "n1")].into();
+        let loss: BTreeMap<Link, f64> = [
+            (link("n2", "n1"), 0.25),
+            (link("n3", "n1"), 0.5),
+            (link("n1", "n3"), 0.5),
+        ]
+        .into();
+        let r = n.ruleset("n1", &cuts, &loss).unwrap();
+        assert!(r.contains("ip daddr 10.213.7.12 drop"), "{r}");
+        assert!(r.contains("ip saddr 10.213.7.13 drop"), "{r}");
         assert!(
-            r.contains("ip saddr { 10.213.7.12, 10.213.7.13 } numgen random mod 1000 < 250 drop"),
+            r.contains("ip saddr 10.213.7.12 numgen random mod 1000 < 250 drop"),
             "{r}"
+        );
+        assert!(
+            !r.contains("< 500"),
+            "loss on a cut link or another member's input: {r}"
         );
         assert!(
             !r.contains("10.213.7.2 "),
@@ -612,13 +690,14 @@ mod tests {
             subnet: 9,
             members: ids(2),
             removed: true,
+            state: Mutex::default(),
         };
         let c = MemberCommand {
             program: "/usr/bin/etcd".into(),
             args: vec!["--name=n2".into()],
             env: vec![],
         };
-        let w = n.wrap("n2", c).unwrap();
+        let w = n.wrap_command("n2", c);
         assert_eq!(w.program, PathBuf::from("ip"));
         assert_eq!(
             w.args,
