@@ -610,4 +610,125 @@ mod tests {
         assert_eq!(r["success"][0]["request_put"]["value"], b64_encode(b"4"));
         assert_eq!(r["success"][0]["request_put"]["key"], b64_encode(b"k1"));
     }
+
+    /// Member processes killed when dropped.
+    struct Procs(Vec<std::process::Child>);
+    impl Drop for Procs {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    fn spawn(cmd: &MemberCommand, log: &Path) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(log).unwrap();
+        let mut c = std::process::Command::new(&cmd.program);
+        c.args(&cmd.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; the child dies with the test.
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        c.spawn().expect("etcd starts")
+    }
+
+    /// A live 3-member cluster through the adapter: commands, client mapping, status, failover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_cluster_serves_put_read_cas_and_reports_one_leader() {
+        let etcd = Etcd::default();
+        if !etcd.program.exists() {
+            eprintln!(
+                "skipped: {} missing (apt-get install -y etcd-server)",
+                etcd.program.display()
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = || crate::net::proxy::free_port().unwrap();
+        let specs: Vec<MemberSpec> = (1..=3)
+            .map(|i| MemberSpec {
+                id: format!("n{i}"),
+                client_addr: port(),
+                peer_addr: port(),
+                routes: vec![],
+                data_dir: dir.path().join(format!("n{i}")),
+                log_file: dir.path().join(format!("n{i}.log")),
+                cluster_token: "tok-test".into(),
+                extra_args: vec![],
+            })
+            .collect();
+        let mut procs = Procs(vec![]);
+        for m in &specs {
+            let cmd = etcd.command(m, &specs).unwrap();
+            assert!(cmd.args.contains(&"--pre-vote=true".to_string()));
+            procs.0.push(spawn(&cmd, &m.log_file));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let leader = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no leader within 20 s"
+            );
+            let mut seen = vec![];
+            for m in &specs {
+                if let Ok(st) = etcd.status(m, Duration::from_millis(500)).await {
+                    seen.push(st);
+                }
+            }
+            if seen.len() == 3
+                && seen
+                    .iter()
+                    .all(|s| s.leader.is_some() && s.leader == seen[0].leader)
+            {
+                let leaders = seen
+                    .iter()
+                    .filter(|s| s.role.as_deref() == Some("leader"))
+                    .count();
+                assert_eq!(leaders, 1, "{seen:?}");
+                break seen[0].leader.clone().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let c1 = etcd.client(&specs[0], Duration::from_secs(2)).unwrap();
+        let c3 = etcd.client(&specs[2], Duration::from_secs(2)).unwrap();
+        assert_eq!(c1.read("k1").await, Outcome::Ok(None));
+        assert_eq!(c1.write("k1", 7, "c0-1").await, Outcome::Ok(()));
+        assert_eq!(c3.read("k1").await, Outcome::Ok(Some(7)));
+        assert_eq!(c3.cas("k1", 7, -8, "c0-2").await, Outcome::Ok(()));
+        assert_eq!(
+            c1.cas("k1", 7, 9, "c0-3").await,
+            Outcome::Fail("cas-mismatch".into())
+        );
+        assert_eq!(c1.read("k1").await, Outcome::Ok(Some(-8)));
+        // Kill everyone but one member: its writes time out (info) or are refused (fail), and
+        // its reads fail.
+        let li: usize = leader[1..].parse::<usize>().unwrap() - 1;
+        let survivor = (li + 1) % 3;
+        for (i, c) in procs.0.iter_mut().enumerate() {
+            if i != survivor {
+                c.kill().unwrap();
+            }
+        }
+        let alone = etcd
+            .client(&specs[survivor], Duration::from_secs(2))
+            .unwrap();
+        assert!(matches!(
+            alone.write("k1", 1, "c0-4").await,
+            Outcome::Info(_) | Outcome::Fail(_)
+        ));
+        assert!(matches!(alone.read("k1").await, Outcome::Fail(_)));
+        // A dead member: nothing was sent, so even a write is a definite failure.
+        let dead = etcd.client(&specs[li], Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            dead.write("k1", 2, "c0-5").await,
+            Outcome::Fail("connect".into())
+        );
+    }
 }
