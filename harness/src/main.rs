@@ -7,8 +7,15 @@ use std::process::ExitCode;
 
 mod cli;
 // `splitbrain test` (issue 4): targets, networks, cluster, nemesis, clients, store.
+mod client;
+mod cluster;
+mod nemesis;
 mod net;
+mod recorder;
+mod runner;
+mod store;
 mod suite;
+mod summary;
 mod target;
 
 #[derive(Parser)]

@@ -20,6 +20,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use splitbrain_checker::ModelKind;
 
 /// Written values and cas arguments are drawn from `0..VALUE_RANGE`.
 pub const VALUE_RANGE: i64 = 5;
@@ -63,9 +64,13 @@ impl WorkloadKind {
             })
     }
 
-    /// The name of the checker model its histories are checked against.
-    pub fn model_name(self) -> &'static str {
-        self.name()
+    /// The checker model its histories are checked against.
+    pub fn model(self) -> ModelKind {
+        match self {
+            WorkloadKind::Register => ModelKind::Register,
+            WorkloadKind::CasRegister => ModelKind::CasRegister,
+            WorkloadKind::Kv => ModelKind::Kv,
+        }
     }
 
     /// True if histories carry a `key` per operation.

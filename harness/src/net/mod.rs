@@ -43,6 +43,8 @@ pub struct LinkFaults {
 }
 
 /// A network between members. See the module docs.
+// `name`, `cuts` and `set_faults` are interface for other networks, reports and tests.
+#[allow(dead_code)]
 pub trait Network: Send + Sync {
     /// The name given to `--net`.
     fn name(&self) -> &'static str;

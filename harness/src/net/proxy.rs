@@ -30,6 +30,8 @@ struct LinkState {
 }
 
 struct ProxyLink {
+    /// Where the member at the link's source dials (also in `MemberAddrs::routes`).
+    #[cfg_attr(not(test), allow(dead_code))]
     listen: SocketAddr,
     state: watch::Sender<LinkState>,
     task: JoinHandle<()>,
@@ -96,11 +98,6 @@ impl ProxyNet {
             );
         }
         Ok(ProxyNet { addrs, links })
-    }
-
-    /// The listen address of the proxy on `link`.
-    pub fn proxy_addr(&self, link: &Link) -> Option<SocketAddr> {
-        self.links.get(link).map(|l| l.listen)
     }
 }
 
