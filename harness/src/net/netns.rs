@@ -17,9 +17,9 @@
 //!
 //! Nothing is added to the host's namespace except the namespaces' names
 //! (`/var/run/netns/sb-*`). Members are started inside their namespace with
-//! `ip netns exec sb-R-<id> PROGRAM …` ([`Netns::wrap`]; `ip` execs the program, so the pid the
+//! `ip netns exec sb-R-<id> PROGRAM …` ([`Network::wrap_command`]; `ip` execs the program, so the pid the
 //! cluster holds is the member's). Client code runs on threads that entered the clients'
-//! namespace ([`Netns::enter_clients`], [`Netns::spawn_in_clients`]); threads they spawn, such
+//! namespace ([`Netns::enter_clients`], [`run_in_clients`]); threads they spawn, such
 //! as a tokio runtime's workers, inherit it.
 //!
 //! # Cleanup
@@ -236,11 +236,6 @@ impl Netns {
         self.apply(&[], 0.0)
     }
 
-    /// This run's id (part of every name).
-    pub fn run_id(&self) -> &str {
-        &self.run
-    }
-
     /// The namespace name for `what` (`br`, `cl`, or a member id).
     pub fn ns(&self, what: &str) -> String {
         format!("{PREFIX}{}-{what}", self.run)
@@ -282,18 +277,6 @@ impl Netns {
     /// start there too).
     pub fn enter_clients(&self) -> Result<()> {
         enter(&self.ns("cl"))
-    }
-
-    /// Runs `f` on a new thread inside the clients' namespace.
-    pub fn spawn_in_clients<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<Result<T>> {
-        let ns = self.ns("cl");
-        std::thread::spawn(move || {
-            enter(&ns)?;
-            Ok(f())
-        })
     }
 
     /// Replaces every member's rules: `cuts` are directed links `(from, to)` whose packets are
@@ -464,6 +447,24 @@ impl Drop for Netns {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// Creates the namespaces for `ids` and runs `f` on a thread inside the clients' namespace
+/// (build the tokio runtime inside `f`: its threads inherit the namespace). The namespaces are
+/// removed when `f` returns and the last handle to the network is dropped.
+pub fn run_in_clients<T: Send>(
+    ids: &[String],
+    f: impl FnOnce(std::sync::Arc<Netns>) -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
+    let net = std::sync::Arc::new(Netns::create(ids)?);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            net.enter_clients()?;
+            f(net.clone())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the test thread inside the clients' namespace panicked"))?
+    })
 }
 
 /// Moves the calling thread into namespace `ns` (by name).
