@@ -37,6 +37,9 @@ use tokio::sync::watch;
 pub struct TestOptions {
     pub name: String,
     pub target: String,
+    /// `--node-cmd` template of the `cmd` target.
+    #[serde(default)]
+    pub node_cmd: Option<String>,
     pub net: String,
     pub nodes: usize,
     pub time_limit_s: f64,
@@ -102,13 +105,7 @@ impl TestOptions {
             return Err("--ops-per-key: must be at least 1".into());
         }
         nemesis::parse_nemesis(&self.nemesis).map(|_| ())?;
-        if target::by_name(&self.target).is_none() {
-            return Err(format!(
-                "--target {:?}: expected one of: {}",
-                self.target,
-                target::TARGET_NAMES.join(", ")
-            ));
-        }
+        target::resolve(&self.target, self.node_cmd.as_deref())?;
         // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
         let partitions = nemesis::parse_nemesis(&self.nemesis)
             .unwrap_or_default()
@@ -214,7 +211,8 @@ async fn run_async(
     }
 
     // Cluster.
-    let target = target::by_name(&opts.target).context("unknown target")?;
+    let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
+        .map_err(crate::cli::exit::BadInput)?;
     let ids = opts.member_ids();
     let net: Arc<dyn Network> = match prebuilt_net {
         Some(net) => net,

@@ -156,3 +156,22 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Target>> {
         _ => None,
     }
 }
+
+/// The target for `--target name` (with `--node-cmd template` for `cmd`); errors name the flag.
+pub fn resolve(name: &str, node_cmd: Option<&str>) -> Result<Arc<dyn Target>, String> {
+    match (name, node_cmd) {
+        ("cmd", Some(t)) => Ok(Arc::new(cmd::Cmd::parse(t).map_err(|e| e.to_string())?)),
+        ("cmd", None) => {
+            Err("--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into())
+        }
+        (other, Some(_)) => Err(format!(
+            "--node-cmd is only for --target cmd, not {other:?}"
+        )),
+        (other, None) => by_name(other).ok_or_else(|| {
+            format!(
+                "--target {other:?}: expected one of: {}",
+                TARGET_NAMES.join(", ")
+            )
+        }),
+    }
+}
