@@ -182,7 +182,10 @@ pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     };
     if opts.net == "netns" {
         // Every socket of the harness (clients, status) is opened inside the clients' namespace.
-        return crate::net::netns::run_in_clients(&opts.member_ids(), |net| {
+        let shared = target::resolve(&opts.target, opts.node_cmd.as_deref())
+            .map_err(crate::cli::exit::BadInput)?
+            .shares_client_and_peer_port();
+        return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
             runtime()?.block_on(run_async(opts, Some(net)))
         });
     }

@@ -120,6 +120,19 @@ fn stale_namespaces_of_a_killed_run_are_removed_by_the_next_run() {
         "stale namespaces removed: {:?}",
         namespaces_of(pid)
     );
+    // The second run worked inside its namespaces: clients reached the members.
+    let run = std::fs::read_dir(Path::new(&res).join("next"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    let oks = history
+        .lines()
+        .filter(|l| l.contains("\"type\":\"ok\""))
+        .count();
+    assert!(oks >= 20, "only {oks} ok operations on netns");
     // The second run's own namespaces are gone too (its pid is dead now, so none can match
     // a live run; check by the results dir's members and the names themselves).
     let left: Vec<String> = std::fs::read_dir("/var/run/netns")

@@ -73,6 +73,7 @@ pub struct Netns {
     subnet: u8,
     members: Vec<String>,
     removed: bool,
+    shared_port: bool,
     /// The rules in force: cut links and loss per link.
     state: Mutex<(BTreeSet<Link>, BTreeMap<Link, f64>)>,
 }
@@ -180,7 +181,9 @@ pub fn remove_stale() -> Vec<String> {
 
 impl Netns {
     /// Creates the namespaces, bridge and addresses for `members` (after removing stale ones).
-    pub fn create(members: &[String]) -> Result<Self> {
+    /// With `shared_port`, members serve peers on their client port (targets such as the
+    /// project's node).
+    pub fn create(members: &[String], shared_port: bool) -> Result<Self> {
         preflight()?;
         let stale = remove_stale();
         if !stale.is_empty() {
@@ -195,6 +198,7 @@ impl Netns {
             subnet,
             members: members.to_vec(),
             removed: false,
+            shared_port,
             state: Mutex::default(),
         };
         if let Err(e) = me.build() {
@@ -270,7 +274,12 @@ impl Netns {
 
     /// Where member `id` listens for peers.
     pub fn peer_addr(&self, id: &str) -> Result<SocketAddr> {
-        Ok(SocketAddr::from((self.ip_of(id)?, PEER_PORT)))
+        let port = if self.shared_port {
+            CLIENT_PORT
+        } else {
+            PEER_PORT
+        };
+        Ok(SocketAddr::from((self.ip_of(id)?, port)))
     }
 
     /// Moves the calling thread into the clients' namespace (threads it spawns afterwards
@@ -454,9 +463,12 @@ impl Drop for Netns {
 /// removed when `f` returns and the last handle to the network is dropped.
 pub fn run_in_clients<T: Send>(
     ids: &[String],
+    shared_port: bool,
     f: impl FnOnce(std::sync::Arc<Netns>) -> anyhow::Result<T> + Send,
 ) -> anyhow::Result<T> {
-    let net = std::sync::Arc::new(Netns::create(ids)?);
+    let net = std::sync::Arc::new(Netns::create(ids, shared_port)?);
+    // Members are forked by one long-lived thread: create it here, outside the namespace.
+    crate::cluster::init_spawner();
     std::thread::scope(|s| {
         s.spawn(|| {
             net.enter_clients()?;
@@ -536,6 +548,7 @@ mod tests {
             subnet: 7,
             members: ids(3),
             removed: true,
+            shared_port: false,
             state: Mutex::default(),
         };
         let link = |a: &str, b: &str| (a.to_string(), b.to_string());
@@ -571,7 +584,7 @@ mod tests {
             eprintln!("skipped: needs root, ip and nft");
             return;
         }
-        let net = Netns::create(&ids(3)).unwrap();
+        let net = Netns::create(&ids(3), false).unwrap();
         for m in ids(3) {
             listen(&net.ns(&m), net.client_addr(&m).unwrap());
         }
@@ -631,7 +644,7 @@ mod tests {
             return;
         }
         let before = host_links_and_addrs();
-        let net = Netns::create(&ids(3)).unwrap();
+        let net = Netns::create(&ids(3), false).unwrap();
         let during = host_links_and_addrs();
         assert_eq!(before, during);
         assert!(!during.contains("10.213."));
@@ -644,9 +657,13 @@ mod tests {
             eprintln!("skipped: needs root, ip and nft");
             return;
         }
-        let net = Netns::create(&ids(2)).unwrap();
+        let net = Netns::create(&ids(2), true).unwrap();
         let names = net.namespaces();
         assert_eq!(names.len(), 4);
+        assert_eq!(
+            net.addrs("n1").unwrap().peer,
+            net.addrs("n1").unwrap().client
+        );
         for n in &names {
             assert!(list_ours().contains(n), "{n} exists");
         }
@@ -676,7 +693,7 @@ mod tests {
             ip(&["netns", "add", s]).unwrap();
         }
         // A live run's namespace (ours) must survive.
-        let live = Netns::create(&ids(1)).unwrap();
+        let live = Netns::create(&ids(1), false).unwrap();
         let left = list_ours();
         for s in &stale {
             assert!(!left.contains(s), "stale {s} removed");
@@ -691,6 +708,7 @@ mod tests {
             subnet: 9,
             members: ids(2),
             removed: true,
+            shared_port: false,
             state: Mutex::default(),
         };
         let c = MemberCommand {
