@@ -394,7 +394,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         target::resolve(n, None).map_err(crate::cli::exit::BadInput)?;
     }
-    if !(args.duration > 0.0) || args.nodes == 0 {
+    if args.duration.is_nan() || args.duration <= 0.0 || args.nodes == 0 {
         return Err(
             crate::cli::exit::BadInput("--duration and --nodes must be positive".into()).into(),
         );

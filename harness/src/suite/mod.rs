@@ -229,7 +229,7 @@ impl SuiteFile {
         if !(s.time_limit > 0.0 && s.time_limit.is_finite()) {
             return Err(field("time_limit", "must be a positive number of seconds"));
         }
-        if s.max_minutes.is_some_and(|m| !(m > 0.0)) {
+        if s.max_minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
             return Err(field("max_minutes", "must be positive"));
         }
         if s.nodes == 0 {
