@@ -64,26 +64,31 @@ pub struct Worker {
     pub index: usize,
     pub concurrency: usize,
     pub gen: WorkerGen,
-    pub client: Arc<dyn Client>,
+    /// A client per member; this worker talks to `clients[index % n]`, retries go to the next.
+    pub clients: Vec<Arc<dyn Client>>,
+    /// Retries of an indefinite write or cas, with the same request id.
+    pub retries: usize,
     pub recorder: Arc<Recorder>,
     pub limiter: Arc<RateLimiter>,
     pub counters: Arc<Counters>,
     pub op_timeout: Duration,
 }
 
-/// Performs `op` as `process` with request id `rid`; returns the completion's type and value.
+/// Performs `op` with request id `rid`; returns the completion's type, value and, for `fail`
+/// and `info`, the reason.
 pub async fn perform(
     client: &dyn Client,
     op: &Op,
     rid: &str,
     timeout: Duration,
-) -> (EventType, Value) {
+) -> (EventType, Value, Option<String>) {
     // The HTTP client has its own timeout; this is the backstop for a client that hangs.
     let backstop = timeout + Duration::from_secs(1);
     match op.f {
         F::Read => match tokio::time::timeout(backstop, client.read(&op.key)).await {
-            Ok(Outcome::Ok(v)) => (EventType::Ok, json!(v)),
-            _ => (EventType::Fail, Value::Null),
+            Ok(Outcome::Ok(v)) => (EventType::Ok, json!(v), None),
+            Ok(Outcome::Fail(r)) | Ok(Outcome::Info(r)) => (EventType::Fail, Value::Null, Some(r)),
+            Err(_) => (EventType::Fail, Value::Null, Some("timeout".into())),
         },
         F::Write | F::Cas => {
             let (a, b) = op.arg.unwrap_or((0, 0));
@@ -96,11 +101,34 @@ pub async fn perform(
             };
             let v = op.invoke_value();
             match tokio::time::timeout(backstop, fut).await {
-                Ok(Outcome::Ok(())) => (EventType::Ok, v),
-                Ok(Outcome::Fail(_)) => (EventType::Fail, v),
-                Ok(Outcome::Info(_)) | Err(_) => (EventType::Info, v),
+                Ok(Outcome::Ok(())) => (EventType::Ok, v, None),
+                Ok(Outcome::Fail(r)) => (EventType::Fail, v, Some(r)),
+                Ok(Outcome::Info(r)) => (EventType::Info, v, Some(r)),
+                Err(_) => (EventType::Info, v, Some("timeout".into())),
             }
         }
+    }
+}
+
+/// Performs a write or cas, retrying an indefinite outcome up to `retries` times with the
+/// same request id, each retry through the next member (`clients[start + i]`). The node's
+/// request-id dedup makes this safe: a retry applies at most once and answers as the first.
+pub async fn perform_with_retries(
+    clients: &[Arc<dyn Client>],
+    start: usize,
+    op: &Op,
+    rid: &str,
+    timeout: Duration,
+    retries: usize,
+) -> (EventType, Value, Option<String>) {
+    let mut i = 0;
+    loop {
+        let client = &clients[(start + i) % clients.len()];
+        let r = perform(&**client, op, rid, timeout).await;
+        if r.0 != EventType::Info || op.f == F::Read || i >= retries {
+            return r;
+        }
+        i += 1;
     }
 }
 
@@ -121,8 +149,17 @@ impl Worker {
             let f = op.f.name();
             self.recorder
                 .record(p, EventType::Invoke, f, Some(&op.key), op.invoke_value());
-            let (kind, value) = perform(&*self.client, &op, &rid, self.op_timeout).await;
-            self.recorder.record(p, kind, f, Some(&op.key), value);
+            let (kind, value, reason) = perform_with_retries(
+                &self.clients,
+                self.index,
+                &op,
+                &rid,
+                self.op_timeout,
+                self.retries,
+            )
+            .await;
+            self.recorder
+                .record_with_reason(p, kind, f, Some(&op.key), value, reason);
             let c = match kind {
                 EventType::Ok => &self.counters.ok,
                 EventType::Fail => &self.counters.fail,
@@ -163,8 +200,8 @@ pub async fn final_reads(
             let p = Process::Client(process);
             for attempt in 0..attempts {
                 recorder.record(p, EventType::Invoke, "read", Some(&key), Value::Null);
-                let (kind, v) = perform(&*client, &op, "", timeout).await;
-                recorder.record(p, kind, "read", Some(&key), v);
+                let (kind, v, reason) = perform(&*client, &op, "", timeout).await;
+                recorder.record_with_reason(p, kind, "read", Some(&key), v, reason);
                 if kind == EventType::Ok {
                     return true;
                 }

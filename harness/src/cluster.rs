@@ -170,10 +170,11 @@ impl Cluster {
         run_dir: &Path,
         cluster_token: &str,
         extra_args: &[String],
+        seed: u64,
     ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(run_dir.join("nodes")).context("creating nodes/")?;
         let mut specs = Vec::new();
-        for id in ids {
+        for (i, id) in ids.iter().enumerate() {
             let a = net.addrs(id)?;
             let data_dir = run_dir.join("data").join(id);
             std::fs::create_dir_all(&data_dir)
@@ -191,6 +192,7 @@ impl Cluster {
                 log_file: run_dir.join("nodes").join(format!("{id}.log")),
                 cluster_token: cluster_token.to_string(),
                 extra_args: extra_args.to_vec(),
+                seed: splitbrain_workloads::sub_seed(seed, 1000 + i as u64),
             });
         }
         Ok(Cluster {

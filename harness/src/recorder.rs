@@ -17,6 +17,9 @@ use std::time::Instant;
 struct Inner {
     out: BufWriter<File>,
     events: Vec<Event>,
+    /// Why each event is what it is (`cas-mismatch`, `timeout`, …), by event index; kept for
+    /// the summary only (the history format has no field for it).
+    reasons: Vec<Option<String>>,
     error: Option<String>,
 }
 
@@ -38,6 +41,7 @@ impl Recorder {
             inner: Mutex::new(Inner {
                 out: BufWriter::new(f),
                 events: Vec::new(),
+                reasons: Vec::new(),
                 error: None,
             }),
         })
@@ -56,6 +60,19 @@ impl Recorder {
         f: &str,
         key: Option<&str>,
         value: Value,
+    ) -> Event {
+        self.record_with_reason(process, kind, f, key, value, None)
+    }
+
+    /// [`Recorder::record`] with the reason of a `fail` or `info` (for the summary).
+    pub fn record_with_reason(
+        &self,
+        process: Process,
+        kind: EventType,
+        f: &str,
+        key: Option<&str>,
+        value: Value,
+        reason: Option<String>,
     ) -> Event {
         // A panic while holding the lock leaves a consistent Vec and writer: keep going.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,6 +99,7 @@ impl Recorder {
             inner.error.get_or_insert(e);
         }
         inner.events.push(ev.clone());
+        inner.reasons.push(reason);
         ev
     }
 
@@ -96,6 +114,15 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .events
+            .clone()
+    }
+
+    /// The reasons recorded with events, by event index.
+    pub fn reasons(&self) -> Vec<Option<String>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reasons
             .clone()
     }
 

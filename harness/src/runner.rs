@@ -51,6 +51,10 @@ pub struct TestOptions {
     pub rate: f64,
     /// The `--nemesis` list as given.
     pub nemesis: String,
+    /// One fault timeline per `--nemesis` choice, so faults overlap (Jepsen's combined
+    /// nemesis); false: one fault at a time.
+    #[serde(default)]
+    pub nemesis_overlap: bool,
     pub nemesis_interval_s: f64,
     pub recovery_time_s: f64,
     pub seed: u64,
@@ -58,6 +62,10 @@ pub struct TestOptions {
     pub node_args: Vec<String>,
     /// Client request timeout.
     pub op_timeout_s: f64,
+    /// Retries of an indefinite write or cas with the same request id (through the next
+    /// member); 0 = Jepsen's behaviour (the op is `info`).
+    #[serde(default)]
+    pub retries: usize,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
     /// Show the progress bar and print the summary.
@@ -104,7 +112,7 @@ impl TestOptions {
         if self.ops_per_key == 0 {
             return Err("--ops-per-key: must be at least 1".into());
         }
-        nemesis::parse_nemesis(&self.nemesis).map(|_| ())?;
+        nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
         target::resolve(&self.target, self.node_cmd.as_deref())?;
         // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
         let partitions = nemesis::parse_nemesis(&self.nemesis)
@@ -133,7 +141,12 @@ impl TestOptions {
     pub fn schedule(&self) -> Vec<nemesis::Planned> {
         // Validated before: parse cannot fail here; fall back to no faults rather than panic.
         let choices = nemesis::parse_nemesis(&self.nemesis).unwrap_or_default();
-        nemesis::plan(
+        let plan = if self.nemesis_overlap {
+            nemesis::plan_overlapping
+        } else {
+            nemesis::plan
+        };
+        plan(
             &choices,
             &self.member_ids(),
             Duration::from_secs_f64(self.time_limit_s),
@@ -239,6 +252,7 @@ async fn run_async(
         &run_dir,
         &token,
         &opts.node_args,
+        opts.seed,
     )?);
     crate::cluster::install_panic_hook();
     cluster.start_all()?;
@@ -282,12 +296,17 @@ async fn run_async(
     }
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
-        let spec = &cluster.specs[i % cluster.specs.len()];
+        // Each worker has clients of its own (its own connections), one per member.
+        let mut member_clients = Vec::new();
+        for spec in &cluster.specs {
+            member_clients.push(target.client(spec, op_timeout)?);
+        }
         let w = Worker {
             index: i,
             concurrency: opts.concurrency,
             gen,
-            client: target.client(spec, op_timeout)?,
+            clients: member_clients.clone(),
+            retries: opts.retries,
             recorder: recorder.clone(),
             limiter: limiter.clone(),
             counters: counters.clone(),
@@ -367,7 +386,7 @@ async fn run_async(
 
     // Check.
     let events = recorder.events();
-    let stats = summary::stats(&events);
+    let stats = summary::stats(&events, &recorder.reasons());
     let history = History::from_events(events)
         .map_err(|e| anyhow::anyhow!("the recorded history is malformed: {e}"))?;
     if opts.interactive {

@@ -13,6 +13,9 @@ pub struct Counts {
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
+    /// `fail`s that were answers (cas mismatches), counted as available.
+    #[serde(skip)]
+    pub answered_fail: u64,
 }
 
 impl Counts {
@@ -27,9 +30,9 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.ok + self.fail + self.info
     }
-    /// ok / all completed, or `None` without operations.
+    /// (ok + answered fails) / all completed, or `None` without operations.
     pub fn availability(&self) -> Option<f64> {
-        (self.total() > 0).then(|| self.ok as f64 / self.total() as f64)
+        (self.total() > 0).then(|| (self.ok + self.answered_fail) as f64 / self.total() as f64)
     }
 }
 
@@ -58,7 +61,11 @@ pub struct Stats {
     /// By function, invoked while a fault was active.
     pub during_faults: BTreeMap<String, Counts>,
     pub total: Counts,
+    /// Share of operations the system answered definitively: `ok`, plus cas that failed
+    /// because the value differed (`cas-mismatch`: an answer, not an outage).
     pub availability: Option<f64>,
+    /// `fail` and `info` completions by reason (`cas-mismatch`, `timeout`, `not-leader`, …).
+    pub reasons: BTreeMap<String, u64>,
     pub availability_during_faults: Option<f64>,
     pub availability_outside_faults: Option<f64>,
     pub latency: Latency,
@@ -77,13 +84,15 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1e6
 }
 
-/// Computes the statistics of a history.
-pub fn stats(events: &[Event]) -> Stats {
+/// Computes the statistics of a history; `reasons[i]` is why event `i` failed (may be empty).
+pub fn stats(events: &[Event], reasons: &[Option<String>]) -> Stats {
     let mut s = Stats::default();
-    // Fault windows: a start-X opens one, the next stop-X closes it.
+    // Fault windows: a start-X opens one, the next stop-X closes it (faults of different
+    // families may overlap).
     let mut windows: Vec<(u64, u64)> = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
     for e in events.iter().filter(|e| e.process == Process::Nemesis) {
-        if let Some(_fam) = e.f.strip_prefix("start-") {
+        if let Some(fam) = e.f.strip_prefix("start-") {
             s.faults.push(FaultRecord {
                 f: e.f.clone(),
                 start_s: e.time as f64 / 1e9,
@@ -91,12 +100,12 @@ pub fn stats(events: &[Event]) -> Stats {
                 value: e.value.clone(),
             });
             windows.push((e.time, u64::MAX));
-        } else if e.f.starts_with("stop-") {
-            if let Some(w) = windows.iter_mut().rev().find(|w| w.1 == u64::MAX) {
-                w.1 = e.time;
-            }
-            if let Some(f) = s.faults.iter_mut().rev().find(|f| f.stop_s.is_none()) {
-                f.stop_s = Some(e.time as f64 / 1e9);
+            open.push((fam.to_string(), windows.len() - 1));
+        } else if let Some(fam) = e.f.strip_prefix("stop-") {
+            if let Some(pos) = open.iter().rposition(|(f, _)| f == fam) {
+                let (_, w) = open.remove(pos);
+                windows[w].1 = e.time;
+                s.faults[w].stop_s = Some(e.time as f64 / 1e9);
             }
         }
     }
@@ -120,16 +129,22 @@ pub fn stats(events: &[Event]) -> Stats {
             continue;
         };
         let fault = in_fault(inv.time);
+        let reason = reasons.get(e.index as usize).cloned().flatten();
+        let answered = reason.as_deref() == Some("cas-mismatch");
+        if let Some(r) = reason {
+            *s.reasons.entry(r).or_default() += 1;
+        }
         let table = if fault {
             &mut s.during_faults
         } else {
             &mut s.outside_faults
         };
         table.entry(e.f.clone()).or_default().add(e.kind);
-        if fault {
-            during.add(e.kind)
-        } else {
-            outside.add(e.kind)
+        let side = if fault { &mut during } else { &mut outside };
+        side.add(e.kind);
+        if answered {
+            side.answered_fail += 1;
+            s.total.answered_fail += 1;
         }
         s.total.add(e.kind);
         if e.kind == EventType::Ok {
@@ -186,6 +201,10 @@ pub fn render(s: &Stats) -> String {
             String::new()
         }
     ));
+    if !s.reasons.is_empty() {
+        let r: Vec<String> = s.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!("  fail/info reasons: {}\n", r.join(", ")));
+    }
     out.push_str(&format!(
         "availability        {} overall, {} outside faults, {} during faults\n",
         pct(s.availability),
@@ -273,13 +292,16 @@ mod tests {
             ev(7, 330, c(1), Fail, "cas"),
             ev(8, 400, c(2), Invoke, "read"),
         ];
-        let s = stats(&events);
+        let mut reasons = vec![None; 9];
+        reasons[7] = Some("cas-mismatch".to_string());
+        let s = stats(&events, &reasons);
         assert_eq!(
             s.outside_faults["read"],
             Counts {
                 ok: 1,
                 fail: 0,
-                info: 0
+                info: 0,
+                answered_fail: 0
             }
         );
         assert_eq!(
@@ -287,7 +309,8 @@ mod tests {
             Counts {
                 ok: 0,
                 fail: 1,
-                info: 0
+                info: 0,
+                answered_fail: 0
             }
         );
         assert_eq!(
@@ -295,13 +318,16 @@ mod tests {
             Counts {
                 ok: 0,
                 fail: 0,
-                info: 1
+                info: 1,
+                answered_fail: 0
             }
         );
         assert_eq!(s.total.total(), 3);
         assert_eq!(s.open, 1);
         assert_eq!(s.availability_during_faults, Some(0.0));
-        assert_eq!(s.availability_outside_faults, Some(0.5));
+        // The cas mismatch was an answer: both operations outside faults were available.
+        assert_eq!(s.availability_outside_faults, Some(1.0));
+        assert_eq!(s.reasons["cas-mismatch"], 1);
         assert_eq!(s.latency.p50_ms, 10.0);
         assert_eq!(s.faults.len(), 1);
         assert_eq!(s.faults[0].stop_s, Some(0.2));

@@ -240,6 +240,7 @@ async fn bench_target(
         &run_dir,
         "sb-bench",
         &[],
+        1,
     )?);
     crate::cluster::install_panic_hook();
     cluster.start_all()?;

@@ -50,7 +50,9 @@ impl TestRunner {
             seed: spec.seed,
             results: results.to_path_buf(),
             node_args: vec![],
-            op_timeout_s: 1.0,
+            op_timeout_s: 3.0,
+            nemesis_overlap: false,
+            retries: 0,
             check_timeout_s: 120.0,
             interactive: false,
         };

@@ -42,6 +42,10 @@ pub struct Args {
     /// isolate-one, isolate-leader, majorities-ring, bridge), any of those five, all.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub nemesis: String,
+    /// Run one fault timeline per choice of --nemesis, so that e.g. a kill can happen while a
+    /// partition holds (Jepsen's combined nemesis). Default: one fault at a time.
+    #[arg(long)]
+    pub nemesis_overlap: bool,
     /// Seconds each fault is held; rests between faults last ½–1½ of it.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub nemesis_interval: f64,
@@ -65,8 +69,12 @@ pub struct Args {
     #[arg(long, default_value = "proxy")]
     pub net: String,
     /// Client request timeout in seconds (a write that times out is `info`).
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
+    /// Retry an indefinite write or cas up to N times with the same request id, through the
+    /// next member (exercises the node's request-id dedup; 0: the op is `info` at once).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: usize,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
@@ -125,12 +133,14 @@ impl Args {
             concurrency,
             rate: self.rate,
             nemesis: self.nemesis.clone(),
+            nemesis_overlap: self.nemesis_overlap,
             nemesis_interval_s: self.nemesis_interval,
             recovery_time_s: self.recovery_time,
             seed,
             results: self.results.clone(),
             node_args: self.node_args.clone(),
             op_timeout_s: self.op_timeout,
+            retries: self.retries,
             check_timeout_s: self.check_timeout,
             interactive: true,
         };

@@ -130,6 +130,9 @@ impl Fault {
 /// One planned fault: started at `start`, stopped at `stop` (since the test started).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Planned {
+    /// Which timeline runs it: always 0 one fault at a time; with `--nemesis-overlap`, one
+    /// timeline per choice of `--nemesis`, so faults of different choices overlap.
+    pub timeline: usize,
     #[serde(serialize_with = "ser_secs")]
     pub start: Duration,
     #[serde(serialize_with = "ser_secs")]
@@ -180,6 +183,7 @@ pub fn plan(
             }
         };
         out.push(Planned {
+            timeline: 0,
             start: t,
             stop: t + interval,
             fault,
@@ -189,29 +193,94 @@ pub fn plan(
     out
 }
 
+/// The schedule with one independent timeline per choice (Jepsen's combined nemesis: a kill
+/// may happen while a partition holds). Timeline `i` is `plan(&[choices[i]], …)` with its own
+/// sub-seed; the result is ordered by start time.
+pub fn plan_overlapping(
+    choices: &[Vec<FaultKind>],
+    nodes: &[String],
+    time_limit: Duration,
+    interval: Duration,
+    seed: u64,
+) -> Vec<Planned> {
+    let mut out: Vec<Planned> = Vec::new();
+    for (i, c) in choices.iter().enumerate() {
+        let sub = splitbrain_workloads::sub_seed(seed, i as u64 + 1);
+        out.extend(
+            plan(std::slice::from_ref(c), nodes, time_limit, interval, sub)
+                .into_iter()
+                .map(|p| Planned { timeline: i, ..p }),
+        );
+    }
+    out.sort_by_key(|p| (p.start, p.timeline));
+    out
+}
+
 /// What the nemesis is doing now, for the progress bar (empty: nothing).
 pub type Activity = watch::Sender<String>;
 
-/// Runs `schedule` against `cluster` until it ends or `stop` turns true; stops the active fault
-/// (recording it) before returning. Errors applying a fault are recorded in the history as the
-/// fault's value (`"error"`) and do not stop the run.
+/// Runs `schedule` against `cluster` until it ends or `stop` turns true, one task per
+/// timeline; each timeline stops its active fault (recording it) before returning. Errors
+/// applying a fault are recorded in the history as the fault's value (`"error"`) and do not
+/// stop the run.
 pub async fn run(
+    schedule: Vec<Planned>,
+    cluster: Arc<Cluster>,
+    recorder: Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+) {
+    let mut timelines: std::collections::BTreeMap<usize, Vec<Planned>> = Default::default();
+    for p in schedule {
+        timelines.entry(p.timeline).or_default().push(p);
+    }
+    let active = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let mut tasks = Vec::new();
+    for (i, tl) in timelines {
+        tasks.push(tokio::spawn(run_timeline(
+            i,
+            tl,
+            cluster.clone(),
+            recorder.clone(),
+            stop.clone(),
+            activity.clone(),
+            active.clone(),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+type ActiveFaults = Arc<std::sync::Mutex<std::collections::BTreeMap<usize, String>>>;
+
+fn show(activity: &Activity, active: &ActiveFaults, timeline: usize, label: Option<String>) {
+    // Plain data behind the lock: a poisoned lock still holds a usable map.
+    let mut a = active.lock().unwrap_or_else(|p| p.into_inner());
+    match label {
+        Some(l) => a.insert(timeline, l),
+        None => a.remove(&timeline),
+    };
+    activity.send_replace(a.values().cloned().collect::<Vec<_>>().join(" + "));
+}
+
+async fn run_timeline(
+    timeline: usize,
     schedule: Vec<Planned>,
     cluster: Arc<Cluster>,
     recorder: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
     activity: Arc<Activity>,
-) -> Vec<Value> {
-    let mut done = Vec::new();
+    active: ActiveFaults,
+) {
     let start = recorder.start();
     for p in schedule {
         if !sleep_until(start + p.start, &mut stop).await {
             break;
         }
         let applied = apply(&p.fault, &cluster).await;
-        let mut value = applied.describe();
-        recorder.nemesis(&format!("start-{}", p.fault.family()), value.clone());
-        activity.send_replace(applied.label());
+        recorder.nemesis(&format!("start-{}", p.fault.family()), applied.describe());
+        show(&activity, &active, timeline, Some(applied.label()));
         let interrupted = !sleep_until(start + p.stop, &mut stop).await;
         let undo = applied.undo(&cluster);
         let mut stop_value = applied.describe();
@@ -219,14 +288,11 @@ pub async fn run(
             stop_value["error"] = json!(format!("{e:#}"));
         }
         recorder.nemesis(&format!("stop-{}", p.fault.family()), stop_value);
-        activity.send_replace(String::new());
-        value["start"] = json!(p.start.as_secs_f64());
-        done.push(value);
+        show(&activity, &active, timeline, None);
         if interrupted {
             break;
         }
     }
-    done
 }
 
 /// Sleeps until `at` or until `stop` turns true; false if stopped.
@@ -384,6 +450,43 @@ mod tests {
         assert_eq!(parse_nemesis("partition").unwrap()[0].len(), 5);
         let e = parse_nemesis("kill,flood").unwrap_err();
         assert!(e.contains("flood") && e.contains("majorities-ring"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_schedule_runs_one_timeline_per_choice() {
+        let c = parse_nemesis("kill,partition").unwrap();
+        let s = plan_overlapping(
+            &c,
+            &nodes(5),
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+            9,
+        );
+        assert_eq!(
+            s,
+            plan_overlapping(
+                &c,
+                &nodes(5),
+                Duration::from_secs(60),
+                Duration::from_secs(3),
+                9
+            )
+        );
+        assert!(s
+            .iter()
+            .filter(|p| p.timeline == 0)
+            .all(|p| p.fault.family() == "kill"));
+        assert!(s
+            .iter()
+            .filter(|p| p.timeline == 1)
+            .all(|p| p.fault.family() == "partition"));
+        // Some kill overlaps some partition.
+        let overlap = s.iter().any(|a| {
+            s.iter()
+                .any(|b| a.timeline != b.timeline && a.start < b.stop && b.start < a.stop)
+        });
+        assert!(overlap, "{s:?}");
+        assert!(s.windows(2).all(|w| w[0].start <= w[1].start));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! Client and peer ports are chosen by binding `127.0.0.1:0`: the proxies keep their listeners;
 //! members' ports are released just before the member binds them (a small race, as in every
-//! local harness; the cluster retries the whole start if a member cannot bind).
+//! local harness: a member that cannot bind exits, and the cluster's readiness wait reports it
+//! with the path of its log).
 
 use super::{Link, LinkFaults, MemberAddrs, Network};
 use anyhow::Context;

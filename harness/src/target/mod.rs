@@ -70,6 +70,8 @@ pub struct MemberSpec {
     pub cluster_token: String,
     /// Extra arguments given with `--node-arg`, appended as is.
     pub extra_args: Vec<String>,
+    /// A seed for this member, derived from the run's seed (for targets that take one).
+    pub seed: u64,
 }
 
 /// The address a member dials to reach peer `id`.

@@ -52,6 +52,8 @@ impl Target for Splitbrain {
             m.data_dir.display().to_string(),
             "--cluster-token".into(),
             m.cluster_token.clone(),
+            "--seed".into(),
+            m.seed.to_string(),
         ];
         for r in &m.routes {
             args.push("--peer".into());
