@@ -180,6 +180,7 @@ mod tests {
             log_file: "/tmp/run/n1.log".into(),
             cluster_token: "tok".into(),
             extra_args: vec!["--bug".into(), "stale-read".into()],
+            seed: 1,
         }
     }
 

@@ -660,6 +660,7 @@ mod tests {
                 log_file: dir.path().join(format!("n{i}.log")),
                 cluster_token: "tok-test".into(),
                 extra_args: vec![],
+                seed: 1,
             })
             .collect();
         let mut procs = Procs(vec![]);
