@@ -25,7 +25,9 @@
 //! # Cleanup
 //! [`Netns`] deletes its namespaces when dropped (after the cluster has killed the members).
 //! [`remove_stale`] (called by [`Netns::create`]) deletes the namespaces of runs whose process
-//! is gone: a run killed with SIGKILL leaves its namespaces, the next run removes them.
+//! is gone: a run killed with SIGKILL leaves its namespaces, the next run removes them. (If the
+//! dead run's pid has been reused by another live process, its namespaces wait until that one
+//! is gone too.) The random loss rules use the kernel's `numgen random`, not the run's seed.
 
 use super::{Link, LinkFaults, MemberAddrs, Network};
 use crate::target::MemberCommand;
