@@ -142,3 +142,49 @@ fn cmd_target_without_a_template_is_a_bad_argument() {
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node-cmd"));
 }
+
+#[test]
+fn bench_json_gives_every_figure_for_both_targets() {
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("skipped: needs etcd-server");
+        return;
+    }
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
+        .args([
+            "bench",
+            "--target",
+            "splitbrain,etcd",
+            "--duration",
+            "0.5",
+            "--failovers",
+            "2",
+        ])
+        .arg("--json")
+        .arg("--results")
+        .arg(results.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let targets = v.as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for (t, name) in targets.iter().zip(["splitbrain", "etcd"]) {
+        assert_eq!(t["target"], name);
+        assert!(t["write_latency"]["ops"].as_u64().unwrap() > 10, "{t}");
+        assert!(t["read_latency"]["ops"].as_u64().unwrap() > 10, "{t}");
+        for n in ["1", "16", "64"] {
+            assert!(
+                t["throughput"][n].as_f64().unwrap() > 10.0,
+                "{name} {n} clients: {t}"
+            );
+        }
+        assert_eq!(t["failover_s"].as_array().unwrap().len(), 2);
+        let med = t["failover_median_s"].as_f64().unwrap();
+        assert!(
+            med > 0.0 && med <= t["failover_max_s"].as_f64().unwrap(),
+            "{t}"
+        );
+    }
+}
