@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100.0, value_name = "HZ")]
     pub rate: f64,
     /// Comma list of faults: none, kill, pause, partition (a random one of partition-halves,
-    /// isolate-one, isolate-leader, majorities-ring, bridge), any of those five, all.
+    /// isolate-one, isolate-leader, majorities-ring, bridge), any of those five, delay (slow,
+    /// reordering peer links), all (= kill,pause,partition).
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub nemesis: String,
     /// Run one fault timeline per choice of --nemesis, so that e.g. a kill can happen while a

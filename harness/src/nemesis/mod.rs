@@ -17,8 +17,10 @@
 //! # Layout
 //! - [`kill`]: SIGKILL members, restart them on the same data dir.
 //! - [`pause`]: SIGSTOP / SIGCONT members.
+//! - [`delay`]: slow, reordering peer links (not part of `all`).
 //! - [`partition`]: the five partition kinds as sets of cut directed links.
 
+pub mod delay;
 pub mod kill;
 pub mod partition;
 pub mod pause;
@@ -41,6 +43,7 @@ use tokio::sync::watch;
 pub enum FaultKind {
     Kill,
     Pause,
+    Delay,
     Partition(PartitionKind),
 }
 
@@ -49,6 +52,7 @@ pub const NEMESIS_NAMES: &[&str] = &[
     "none",
     "kill",
     "pause",
+    "delay",
     "partition",
     "partition-halves",
     "isolate-one",
@@ -72,6 +76,7 @@ pub fn parse_nemesis(list: &str) -> Result<Vec<Vec<FaultKind>>, String> {
             "none" => {}
             "kill" => add(vec![FaultKind::Kill]),
             "pause" => add(vec![FaultKind::Pause]),
+            "delay" => add(vec![FaultKind::Delay]),
             "partition" => add(PartitionKind::ALL
                 .iter()
                 .map(|k| FaultKind::Partition(*k))
@@ -102,8 +107,18 @@ pub fn parse_nemesis(list: &str) -> Result<Vec<Vec<FaultKind>>, String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "kebab-case")]
 pub enum Fault {
-    Kill { nodes: Vec<String> },
-    Pause { nodes: Vec<String> },
+    Kill {
+        nodes: Vec<String>,
+    },
+    Pause {
+        nodes: Vec<String>,
+    },
+    /// Every peer link delays each chunk by `delay_ms` plus up to `jitter_ms` (so messages
+    /// can overtake each other).
+    Delay {
+        delay_ms: u64,
+        jitter_ms: u64,
+    },
     Partition(partition::Partition),
 }
 
@@ -113,6 +128,7 @@ impl Fault {
         match self {
             Fault::Kill { .. } => "kill",
             Fault::Pause { .. } => "pause",
+            Fault::Delay { .. } => "delay",
             Fault::Partition(_) => "partition",
         }
     }
@@ -122,6 +138,10 @@ impl Fault {
         match self {
             Fault::Kill { nodes } => format!("kill {}", nodes.join(",")),
             Fault::Pause { nodes } => format!("pause {}", nodes.join(",")),
+            Fault::Delay {
+                delay_ms,
+                jitter_ms,
+            } => format!("delay {delay_ms}+{jitter_ms} ms"),
             Fault::Partition(p) => p.label(),
         }
     }
@@ -177,6 +197,10 @@ pub fn plan(
             },
             FaultKind::Pause => Fault::Pause {
                 nodes: random_minority(nodes, &mut rng),
+            },
+            FaultKind::Delay => Fault::Delay {
+                delay_ms: rng.gen_range(50..=200),
+                jitter_ms: rng.gen_range(300..=1000),
             },
             FaultKind::Partition(k) => {
                 Fault::Partition(partition::Partition::plan(k, nodes, &mut rng))
@@ -334,6 +358,7 @@ impl Applied {
         match &self.fault {
             Fault::Kill { nodes } => kill::stop(cluster, nodes),
             Fault::Pause { nodes } => pause::stop(cluster, nodes),
+            Fault::Delay { .. } => delay::stop(cluster),
             Fault::Partition(_) => partition::stop(cluster),
         }
     }
@@ -345,6 +370,10 @@ async fn apply(fault: &Fault, cluster: &Cluster) -> Applied {
     let res = match &mut fault {
         Fault::Kill { nodes } => kill::start(cluster, nodes),
         Fault::Pause { nodes } => pause::start(cluster, nodes),
+        Fault::Delay {
+            delay_ms,
+            jitter_ms,
+        } => delay::start(cluster, *delay_ms, *jitter_ms),
         Fault::Partition(p) => {
             if p.kind == PartitionKind::IsolateLeader {
                 match cluster.leader().await {
@@ -448,6 +477,13 @@ mod tests {
         assert_eq!(parse_nemesis("all").unwrap().len(), 3);
         assert_eq!(parse_nemesis("kill,kill,bridge").unwrap().len(), 2);
         assert_eq!(parse_nemesis("partition").unwrap()[0].len(), 5);
+        assert_eq!(
+            parse_nemesis("delay").unwrap(),
+            vec![vec![FaultKind::Delay]]
+        );
+        assert!(!parse_nemesis("all")
+            .unwrap()
+            .contains(&vec![FaultKind::Delay]));
         let e = parse_nemesis("kill,flood").unwrap_err();
         assert!(e.contains("flood") && e.contains("majorities-ring"), "{e}");
     }

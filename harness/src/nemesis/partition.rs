@@ -167,8 +167,9 @@ pub fn start(cluster: &Cluster, p: &Partition) -> anyhow::Result<()> {
     cluster.net.set_cuts(&p.cuts.iter().cloned().collect())
 }
 
+/// Clears the cuts only (a concurrent `delay` fault keeps its delays).
 pub fn stop(cluster: &Cluster) -> anyhow::Result<()> {
-    cluster.net.heal()
+    cluster.net.set_cuts(&BTreeSet::new())
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct MemberAddrs {
 pub struct LinkFaults {
     /// Added before each chunk of bytes is forwarded.
     pub delay: Duration,
+    /// A further delay drawn uniformly from `0..jitter` per chunk: connections of one link
+    /// no longer keep their relative order (a request sent later may arrive first).
+    pub jitter: Duration,
     /// Probability, per forwarded chunk, that the connection is dropped instead (a lost message).
     pub loss: f64,
 }

@@ -261,8 +261,14 @@ async fn pump(
         if s.cut {
             return;
         }
-        if !s.faults.delay.is_zero() {
-            tokio::time::sleep(s.faults.delay).await;
+        let mut delay = s.faults.delay;
+        if !s.faults.jitter.is_zero() {
+            // The mutex is never held across an await and never poisoned by a panic here.
+            let f: f64 = rng.lock().map(|mut r| r.gen()).unwrap_or(0.0);
+            delay += s.faults.jitter.mul_f64(f);
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         if s.faults.loss > 0.0 {
             // The mutex is never held across an await and never poisoned by a panic here.
@@ -402,6 +408,7 @@ mod tests {
             &link,
             LinkFaults {
                 delay: Duration::from_millis(200),
+                jitter: Duration::ZERO,
                 loss: 0.0,
             },
         )
@@ -419,6 +426,7 @@ mod tests {
             &link,
             LinkFaults {
                 delay: Duration::ZERO,
+                jitter: Duration::ZERO,
                 loss: 1.0,
             },
         )
@@ -429,6 +437,33 @@ mod tests {
         net.heal().unwrap();
         let mut s = TcpStream::connect(addr).await.unwrap();
         assert_eq!(roundtrip(&mut s, b"ok").await.unwrap(), b"ok");
+    }
+
+    #[tokio::test]
+    async fn jitter_gives_each_chunk_its_own_delay() {
+        let (net, addr) = net_with_echo().await;
+        let link = ("a".to_string(), "b".to_string());
+        let jitter = Duration::from_millis(300);
+        let f = LinkFaults {
+            delay: Duration::ZERO,
+            jitter,
+            loss: 0.0,
+        };
+        net.set_faults(&link, f).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..8 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let t = std::time::Instant::now();
+            assert_eq!(roundtrip(&mut s, b"j").await.unwrap(), b"j");
+            times.push(t.elapsed());
+        }
+        let (min, max) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        // Both directions of a connection are delayed: a round trip takes up to two jitters.
+        assert!(*max < 2 * jitter + Duration::from_millis(150), "{times:?}");
+        assert!(
+            *max - *min > Duration::from_millis(50),
+            "no spread: {times:?}"
+        );
     }
 
     #[tokio::test]

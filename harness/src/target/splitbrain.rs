@@ -159,7 +159,8 @@ fn transport_error<T>(e: &reqwest::Error, read: bool) -> Outcome<T> {
     } else if e.is_connect() {
         "connect".to_string()
     } else {
-        format!("transport: {e}")
+        // The full error names the URL; the reason is a category (for the summary's counts).
+        "transport".to_string()
     };
     if read || (e.is_connect() && !e.is_timeout()) {
         Outcome::Fail(what)
