@@ -14,6 +14,7 @@ mod net;
 mod recorder;
 mod runner;
 mod store;
+mod suite;
 mod summary;
 mod target;
 

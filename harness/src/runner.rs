@@ -37,6 +37,9 @@ use tokio::sync::watch;
 pub struct TestOptions {
     pub name: String,
     pub target: String,
+    /// `--node-cmd` template of the `cmd` target.
+    #[serde(default)]
+    pub node_cmd: Option<String>,
     pub net: String,
     pub nodes: usize,
     pub time_limit_s: f64,
@@ -110,12 +113,15 @@ impl TestOptions {
             return Err("--ops-per-key: must be at least 1".into());
         }
         nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
-        if target::by_name(&self.target).is_none() {
-            return Err(format!(
-                "--target {:?}: expected one of: {}",
-                self.target,
-                target::TARGET_NAMES.join(", ")
-            ));
+        target::resolve(&self.target, self.node_cmd.as_deref())?;
+        // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
+        let partitions = nemesis::parse_nemesis(&self.nemesis)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .any(|k| matches!(k, nemesis::FaultKind::Partition(_)));
+        if self.target == "etcd" && self.net == "proxy" && partitions {
+            return Err("--target etcd with partitions needs --net netns (root): the proxy network cannot cut etcd's peer links".into());
         }
         if !crate::net::NET_NAMES.contains(&self.net.as_str()) {
             return Err(format!(
@@ -187,15 +193,29 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Runs one test. Prints the seed first; with `interactive`, a progress bar and the summary.
 pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     opts.validate().map_err(crate::cli::exit::BadInput)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(run_async(opts))
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")
+    };
+    if opts.net == "netns" {
+        // Every socket of the harness (clients, status) is opened inside the clients' namespace.
+        let shared = target::resolve(&opts.target, opts.node_cmd.as_deref())
+            .map_err(crate::cli::exit::BadInput)?
+            .shares_client_and_peer_port();
+        return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
+            runtime()?.block_on(run_async(opts, Some(net)))
+        });
+    }
+    runtime()?.block_on(run_async(opts, None))
 }
 
-async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
+async fn run_async(
+    opts: &TestOptions,
+    prebuilt_net: Option<Arc<dyn Network>>,
+) -> anyhow::Result<RunOutcome> {
     let t0 = Instant::now();
     say(&format!(
         "seed {} (replay with --seed {})",
@@ -217,16 +237,20 @@ async fn run_async(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     }
 
     // Cluster.
-    let target = target::by_name(&opts.target).context("unknown target")?;
+    let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
+        .map_err(crate::cli::exit::BadInput)?;
     let ids = opts.member_ids();
-    let net: Arc<dyn Network> = Arc::new(
-        ProxyNet::start(
-            &ids,
-            target.shares_client_and_peer_port(),
-            splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
-        )
-        .await?,
-    );
+    let net: Arc<dyn Network> = match prebuilt_net {
+        Some(net) => net,
+        None => Arc::new(
+            ProxyNet::start(
+                &ids,
+                target.shares_client_and_peer_port(),
+                splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
+            )
+            .await?,
+        ),
+    };
     let token = format!(
         "sb-{:016x}",
         splitbrain_workloads::sub_seed(opts.seed, u64::MAX - 1)

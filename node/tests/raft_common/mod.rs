@@ -283,6 +283,38 @@ impl Cluster {
         self.ready(&to);
     }
 
+    /// Delivers queued messages one at a time (oldest first, including those they cause)
+    /// until `cond` holds; true if it did. The rest stays queued.
+    pub fn deliver_until(&mut self, cond: impl Fn(&Cluster) -> bool) -> bool {
+        for _ in 0..100_000 {
+            if cond(self) {
+                return true;
+            }
+            if self.queue.is_empty() {
+                return false;
+            }
+            let m = self.queue.remove(0);
+            self.deliver(m);
+        }
+        false
+    }
+
+    /// Ticks only `id` (and delivers the network after each tick) until it is leader.
+    pub fn force_elect(&mut self, id: &str) {
+        self.force_elect_until(id, |c| c.nodes[id].role() == Some(Role::Leader));
+    }
+
+    /// Ticks only `id` until it is leader, delivering messages one by one until `cond`.
+    pub fn force_elect_until(&mut self, id: &str, cond: impl Fn(&Cluster) -> bool) {
+        for _ in 0..2000 {
+            self.tick(id);
+            if self.deliver_until(&cond) {
+                return;
+            }
+        }
+        panic!("{id} was not elected");
+    }
+
     /// One tick on every live node, then deliver everything.
     pub fn tick_all(&mut self) {
         for id in self.ids.clone() {

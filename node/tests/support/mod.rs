@@ -1,10 +1,12 @@
 //! A cluster of real `splitbrain-node` processes on loopback, for tests and the benchmark.
 //! Children get `PR_SET_PDEATHSIG(SIGKILL)` and are killed on drop: none outlives the test.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -230,6 +232,102 @@ impl Cluster {
             }
             Err(e) => (0, json!({"error": e.to_string()})),
         }
+    }
+}
+
+/// A TCP proxy on one directed link that can be cut: while cut, new connections are closed at
+/// once and open ones are closed at their next byte.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Must be called inside a tokio runtime.
+    pub fn start(target: u16) -> Proxy {
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        std_l.set_nonblocking(true).unwrap();
+        let port = std_l.local_addr().unwrap().port();
+        let l = tokio::net::TcpListener::from_std(std_l).unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let cut2 = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = l.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let cut3 = cut2.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::select! {
+                        _ = pipe(ri, wo, cut3.clone()) => {},
+                        _ = pipe(ro, wi, cut3) => {},
+                    }
+                });
+            }
+        });
+        Proxy { port, cut, task }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+async fn pipe(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.load(Ordering::SeqCst) || w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Cluster {
+    /// Like [`Cluster::new`], but every directed link i→j goes through a [`Proxy`]
+    /// (`proxies[i][j]`), so links can be cut. Must be called inside a tokio runtime.
+    pub fn with_proxies(n: usize, extra: &[&str]) -> (Cluster, Vec<Vec<Option<Proxy>>>) {
+        let mut c = Cluster::new(n, extra);
+        let mut proxies: Vec<Vec<Option<Proxy>>> = Vec::new();
+        for i in 0..n {
+            let mut row = Vec::new();
+            for j in 0..n {
+                row.push((i != j).then(|| Proxy::start(c.nodes[j].port)));
+            }
+            proxies.push(row);
+        }
+        for i in 0..n {
+            for j in 0..n {
+                if let Some(p) = &proxies[i][j] {
+                    let want = format!("n{}=http://127.0.0.1:{}", j + 1, c.nodes[j].port);
+                    let pos = c.nodes[i].args.iter().position(|a| *a == want).unwrap();
+                    c.nodes[i].args[pos] = format!("n{}=http://127.0.0.1:{}", j + 1, p.port);
+                }
+            }
+        }
+        (c, proxies)
     }
 }
 
