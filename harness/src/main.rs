@@ -6,9 +6,24 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
+// `splitbrain test` (issue 4): targets, networks, cluster, nemesis, clients, store.
+mod client;
+mod cluster;
+mod nemesis;
+mod net;
+mod recorder;
+mod runner;
+mod store;
+mod suite;
+mod summary;
+mod target;
 
 #[derive(Parser)]
-#[command(name = "splitbrain", version, about = "Jepsen-style linearizability testing for local clusters")]
+#[command(
+    name = "splitbrain",
+    version,
+    about = "Jepsen-style linearizability testing for local clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +49,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { cli::exit::BAD_INPUT } else { 0 };
+            let code = if e.use_stderr() {
+                cli::exit::BAD_INPUT
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

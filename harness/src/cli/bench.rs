@@ -1,9 +1,489 @@
-//! `splitbrain bench`. (Being built.)
+//! `splitbrain bench [--target splitbrain,etcd] [--json]`: the same operations without faults,
+//! for a fixed time, per target in one run, side by side.
+//!
+//! For each target a fresh cluster (`--nodes`, default 3) is started on loopback with direct
+//! peer links (no proxies, so no target pays an extra hop), through the same cluster code and
+//! target adapter as `splitbrain test`. Then, in order:
+//! 1. sequential write latency: one client writing to the leader for `--duration` seconds;
+//! 2. throughput: 1, 16 and 64 clients writing (spread over the members) for `--duration` each,
+//!    ok writes per second;
+//! 3. read latency: one client reading (linearizable) from the leader;
+//! 4. failover, `--failovers` times: SIGKILL the leader, then write (to the survivors, round
+//!    robin, 200 ms timeout) until a write is ok; the time from the kill to that ok. The killed
+//!    member is restarted and the cluster waits for a leader before the next round.
+//!
+//! Latencies are of ok operations; the table gives each target's figure and its ratio to the
+//! first target's. `--json` prints the same as JSON. Member data and logs go to
+//! `<results>/bench/<time>/<target>/`.
+
+use crate::cluster::Cluster;
+use crate::net::{Link, MemberAddrs, Network};
+use crate::target::{self, Client, Outcome};
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Arguments of `splitbrain bench`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Comma list of targets (splitbrain, etcd); ratios are to the first.
+    #[arg(long, default_value = "splitbrain,etcd")]
+    pub target: String,
+    /// Members per cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Seconds of each measurement.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub duration: f64,
+    /// Leader kills for the failover measurement.
+    #[arg(long, default_value_t = 5)]
+    pub failovers: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Store of runs (member data and logs under `bench/<time>/`).
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("`splitbrain bench` is not built yet")
+/// Latency percentiles in ms.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct Lat {
+    pub ops: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// One target's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetBench {
+    pub target: String,
+    pub write_latency: Lat,
+    pub read_latency: Lat,
+    /// Clients → ok writes per second.
+    pub throughput: BTreeMap<usize, f64>,
+    /// Seconds from SIGKILL of the leader to the next ok write, per round.
+    pub failover_s: Vec<f64>,
+    pub failover_median_s: Option<f64>,
+    pub failover_max_s: Option<f64>,
+}
+
+/// Loopback addresses, peers dialed directly: a network that cannot cut anything.
+struct DirectNet {
+    addrs: BTreeMap<String, MemberAddrs>,
+}
+
+impl DirectNet {
+    fn new(ids: &[String], shared: bool) -> anyhow::Result<Self> {
+        let mut base = BTreeMap::new();
+        for id in ids {
+            let client = crate::net::proxy::free_port()?;
+            let peer = if shared {
+                client
+            } else {
+                crate::net::proxy::free_port()?
+            };
+            base.insert(id.clone(), (client, peer));
+        }
+        let addrs = base
+            .iter()
+            .map(|(id, &(client, peer))| {
+                let routes = base
+                    .iter()
+                    .filter(|(o, _)| *o != id)
+                    .map(|(o, &(_, p))| (o.clone(), p))
+                    .collect();
+                (
+                    id.clone(),
+                    MemberAddrs {
+                        client,
+                        peer,
+                        routes,
+                    },
+                )
+            })
+            .collect();
+        Ok(DirectNet { addrs })
+    }
+}
+
+impl Network for DirectNet {
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+    fn addrs(&self, id: &str) -> anyhow::Result<MemberAddrs> {
+        self.addrs
+            .get(id)
+            .cloned()
+            .with_context(|| format!("no member {id}"))
+    }
+    fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
+        anyhow::ensure!(cuts.is_empty(), "the bench network cannot cut links");
+        Ok(())
+    }
+    fn cuts(&self) -> BTreeSet<Link> {
+        BTreeSet::new()
+    }
+}
+
+fn lat(mut v: Vec<Duration>) -> Lat {
+    v.sort_unstable();
+    let pct = |p: f64| {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+    };
+    Lat {
+        ops: v.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// The median and max of `v`.
+pub fn median_max(v: &[f64]) -> (Option<f64>, Option<f64>) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let med = crate::suite::history::median(&mut s);
+    (med, s.last().copied())
+}
+
+async fn leader_index(cluster: &Cluster, deadline: Duration) -> anyhow::Result<usize> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(l) = cluster.leader().await {
+            if let Some(i) = cluster.specs.iter().position(|s| s.id == l) {
+                return Ok(i);
+            }
+        }
+        anyhow::ensure!(t0.elapsed() < deadline, "no leader within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One client, one operation at a time; `phase` makes request ids unique across phases (the
+/// node answers a reused id as it answered the first request).
+async fn sequential(
+    client: &dyn Client,
+    dur: Duration,
+    write: bool,
+    key: &str,
+    phase: &str,
+) -> Lat {
+    let mut v = Vec::new();
+    let t0 = Instant::now();
+    let mut i = 0i64;
+    while t0.elapsed() < dur {
+        i += 1;
+        let s = Instant::now();
+        let ok = if write {
+            matches!(
+                client.write(key, i, &format!("{phase}-{i}")).await,
+                Outcome::Ok(_)
+            )
+        } else {
+            matches!(client.read(key).await, Outcome::Ok(_))
+        };
+        if ok {
+            v.push(s.elapsed());
+        }
+    }
+    lat(v)
+}
+
+async fn throughput(clients: &[Arc<dyn Client>], n: usize, dur: Duration) -> f64 {
+    let ok = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..n {
+        let c = clients[w % clients.len()].clone();
+        let ok = ok.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0i64;
+            let key = format!("t{n}-{w}");
+            while t0.elapsed() < dur {
+                i += 1;
+                if matches!(
+                    c.write(&key, i, &format!("tp{n}-{w}-{i}")).await,
+                    Outcome::Ok(_)
+                ) {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    ok.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+async fn bench_target(
+    name: &str,
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<TargetBench> {
+    let target = target::resolve(name, None).map_err(crate::cli::exit::BadInput)?;
+    let ids: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
+    let net: Arc<dyn Network> =
+        Arc::new(DirectNet::new(&ids, target.shares_client_and_peer_port())?);
+    let run_dir = dir.join(name);
+    let cluster = Arc::new(Cluster::new(
+        target.clone(),
+        net,
+        &ids,
+        &run_dir,
+        "sb-bench",
+        &[],
+        1,
+    )?);
+    crate::cluster::install_panic_hook();
+    cluster.start_all()?;
+    cluster
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .context("starting the cluster")?;
+    let dur = Duration::from_secs_f64(args.duration);
+    let timeout = Duration::from_secs(1);
+    let clients: Vec<Arc<dyn Client>> = cluster
+        .specs
+        .iter()
+        .map(|s| target.client(s, timeout))
+        .collect::<anyhow::Result<_>>()?;
+    let li = leader_index(&cluster, Duration::from_secs(10)).await?;
+    let leader = clients[li].clone();
+    // Warm up connections and the key.
+    let _ = sequential(
+        leader.as_ref(),
+        Duration::from_millis(300),
+        true,
+        "w",
+        "warm",
+    )
+    .await;
+    let write_latency = sequential(leader.as_ref(), dur, true, "w", "seq").await;
+    let mut tput = BTreeMap::new();
+    for n in [1usize, 16, 64] {
+        tput.insert(n, throughput(&clients, n, dur).await);
+    }
+    let read_latency = sequential(leader.as_ref(), dur, false, "w", "read").await;
+
+    let mut failover_s = Vec::new();
+    let fast: Vec<Arc<dyn Client>> = cluster
+        .specs
+        .iter()
+        .map(|s| target.client(s, Duration::from_millis(200)))
+        .collect::<anyhow::Result<_>>()?;
+    for round in 0..args.failovers {
+        let li = leader_index(&cluster, Duration::from_secs(20)).await?;
+        let victim = cluster.specs[li].id.clone();
+        let t0 = Instant::now();
+        cluster.kill(&victim)?;
+        let mut i = 0usize;
+        loop {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no write succeeded within 30 s of killing {victim}"
+            );
+            i += 1;
+            let c = &fast[(li + 1 + i % (fast.len() - 1)) % fast.len()];
+            if matches!(
+                c.write("f", i as i64, &format!("f{round}-{i}")).await,
+                Outcome::Ok(_)
+            ) {
+                break;
+            }
+        }
+        failover_s.push(t0.elapsed().as_secs_f64());
+        cluster.start(&victim)?;
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+    }
+    cluster.stop_all();
+    let (failover_median_s, failover_max_s) = median_max(&failover_s);
+    Ok(TargetBench {
+        target: name.to_string(),
+        write_latency,
+        read_latency,
+        throughput: tput,
+        failover_s,
+        failover_median_s,
+        failover_max_s,
+    })
+}
+
+/// The side-by-side table: one row per figure, each target's value and its ratio to the first.
+pub fn render_table(b: &[TargetBench]) -> String {
+    let mut rows: Vec<(String, Vec<Option<f64>>)> = vec![
+        (
+            "write latency p50 (ms)".into(),
+            b.iter().map(|t| Some(t.write_latency.p50_ms)).collect(),
+        ),
+        (
+            "write latency p99 (ms)".into(),
+            b.iter().map(|t| Some(t.write_latency.p99_ms)).collect(),
+        ),
+        (
+            "read latency p50 (ms)".into(),
+            b.iter().map(|t| Some(t.read_latency.p50_ms)).collect(),
+        ),
+        (
+            "read latency p99 (ms)".into(),
+            b.iter().map(|t| Some(t.read_latency.p99_ms)).collect(),
+        ),
+    ];
+    for n in [1usize, 16, 64] {
+        rows.push((
+            format!("throughput, {n} clients (ok writes/s)"),
+            b.iter().map(|t| t.throughput.get(&n).copied()).collect(),
+        ));
+    }
+    rows.push((
+        "failover median (s)".into(),
+        b.iter().map(|t| t.failover_median_s).collect(),
+    ));
+    rows.push((
+        "failover max (s)".into(),
+        b.iter().map(|t| t.failover_max_s).collect(),
+    ));
+    let mut out = format!("{:<38}", "");
+    for t in b {
+        out += &format!("{:>14}", t.target);
+    }
+    for t in b.iter().skip(1) {
+        out += &format!("{:>16}", format!("{}/{}", t.target, b[0].target));
+    }
+    out += "\n";
+    for (label, vals) in rows {
+        out += &format!("{label:<38}");
+        for v in &vals {
+            out += &v.map_or(format!("{:>14}", "–"), |x| format!("{x:>14.2}"));
+        }
+        for v in vals.iter().skip(1) {
+            let r = match (v, vals[0]) {
+                (Some(x), Some(base)) if base > 0.0 => format!("{:>15.2}x", x / base),
+                _ => format!("{:>16}", "–"),
+            };
+            out += &r;
+        }
+        out += "\n";
+    }
+    out
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let names: Vec<String> = args
+        .target
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if names.is_empty() {
+        return Err(crate::cli::exit::BadInput("--target: name at least one target".into()).into());
+    }
+    for n in &names {
+        if n == "cmd" {
+            return Err(crate::cli::exit::BadInput(
+                "--target cmd is not supported by bench".into(),
+            )
+            .into());
+        }
+        target::resolve(n, None).map_err(crate::cli::exit::BadInput)?;
+    }
+    if args.duration.is_nan() || args.duration <= 0.0 || args.nodes == 0 {
+        return Err(
+            crate::cli::exit::BadInput("--duration and --nodes must be positive".into()).into(),
+        );
+    }
+    let dir = args
+        .results
+        .join("bench")
+        .join(crate::suite::chrono_like_stamp());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let mut all = Vec::new();
+    for n in &names {
+        if !args.json {
+            eprintln!(
+                "benchmarking {n} ({} members, {} s per measurement)…",
+                args.nodes, args.duration
+            );
+        }
+        all.push(
+            rt.block_on(bench_target(n, &args, &dir))
+                .with_context(|| format!("benchmarking {n}"))?,
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).context("serializing")?
+        );
+    } else {
+        print!("{}", render_table(&all));
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tb(name: &str, p50: f64, fo: Option<f64>) -> TargetBench {
+        TargetBench {
+            target: name.into(),
+            write_latency: Lat {
+                ops: 10,
+                p50_ms: p50,
+                p99_ms: p50 * 3.0,
+            },
+            read_latency: Lat {
+                ops: 10,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+            },
+            throughput: [(1, 100.0), (16, 800.0), (64, 1000.0)].into(),
+            failover_s: vec![],
+            failover_median_s: fo,
+            failover_max_s: fo,
+        }
+    }
+
+    #[test]
+    fn table_gives_each_target_and_its_ratio_to_the_first() {
+        let t = render_table(&[tb("splitbrain", 4.0, Some(1.0)), tb("etcd", 2.0, None)]);
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("write latency p50"))
+            .unwrap();
+        assert!(
+            row.contains("4.00") && row.contains("2.00") && row.contains("0.50x"),
+            "{row}"
+        );
+        let fo = t
+            .lines()
+            .find(|l| l.starts_with("failover median"))
+            .unwrap();
+        assert!(fo.contains('–'), "{fo}");
+        assert!(t.lines().next().unwrap().contains("etcd/splitbrain"));
+    }
+
+    #[test]
+    fn percentiles_and_medians_of_measurements() {
+        let l = lat((1..=100).map(Duration::from_millis).collect());
+        assert_eq!(
+            (l.ops, l.p50_ms.round(), l.p99_ms.round()),
+            (100, 51.0, 99.0)
+        );
+        assert_eq!(median_max(&[3.0, 1.0, 2.0]), (Some(2.0), Some(3.0)));
+        assert_eq!(median_max(&[]), (None, None));
+    }
 }

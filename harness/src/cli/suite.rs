@@ -1,9 +1,173 @@
-//! `splitbrain suite`. (Being built.)
+//! `splitbrain suite FILE.toml`: runs a matrix of tests one after another (each through
+//! `crate::runner::run_test`, the same entry point as `splitbrain test`) and writes
+//! `results/suites/<time>/` with `summary.json`, `summary.html` and `junit.xml`.
+//! Exit code: 0 all valid, 1 any invalid, 2 any unknown or crashed. See `crate::suite`.
+
+use crate::cli::exit::BadInput;
+use crate::runner::{run_test, RunOutcome, TestOptions, INTERRUPTED};
+use crate::suite::{self, RunResult, RunSpec, RunStatus, Runner, SuiteFile};
+use splitbrain_checker::Verdict;
+use splitbrain_workloads::WorkloadKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 /// Arguments of `splitbrain suite`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The suite file (TOML): targets × workloads × nemeses × repeats.
+    pub file: PathBuf,
+    /// Store of runs; the suite's summaries go to `<DIR>/suites/<time>/`.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("`splitbrain suite` is not built yet")
+/// Runs each cell through `run_test`.
+pub struct TestRunner;
+
+impl TestRunner {
+    /// The options of `splitbrain test` for one cell.
+    pub fn options(spec: &RunSpec, results: &Path) -> Result<TestOptions, String> {
+        let workload = WorkloadKind::parse(&spec.workload).map_err(|e| format!("workload: {e}"))?;
+        let concurrency = crate::cli::test::parse_concurrency(
+            spec.concurrency.as_deref().unwrap_or("2n"),
+            spec.nodes,
+        )?;
+        let opts = TestOptions {
+            name: spec.name.clone(),
+            target: spec.target.clone(),
+            node_cmd: None,
+            net: spec.net.clone(),
+            nodes: spec.nodes,
+            time_limit_s: spec.time_limit,
+            workload,
+            ops_per_key: 100,
+            concurrency,
+            rate: spec.rate.unwrap_or(100.0),
+            nemesis: spec.nemesis.clone(),
+            nemesis_interval_s: spec.nemesis_interval.unwrap_or(5.0),
+            recovery_time_s: spec.recovery_time.unwrap_or(5.0),
+            seed: spec.seed,
+            results: results.to_path_buf(),
+            node_args: vec![],
+            op_timeout_s: 3.0,
+            nemesis_overlap: false,
+            retries: 0,
+            check_timeout_s: 120.0,
+            interactive: false,
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    /// What the suite keeps of a finished run.
+    pub fn result(spec: &RunSpec, o: &RunOutcome) -> RunResult {
+        let status = match o.valid {
+            _ if o.interrupted => RunStatus::Crashed,
+            Verdict::Valid => RunStatus::Valid,
+            Verdict::Invalid => RunStatus::Invalid,
+            Verdict::Unknown => RunStatus::Unknown,
+        };
+        let message = match status {
+            RunStatus::Valid => String::new(),
+            RunStatus::Crashed => "interrupted".into(),
+            RunStatus::Unknown => format!(
+                "the checker could not decide ({} of {} partitions unknown)",
+                o.check.partitions.unknown, o.check.partitions.total
+            ),
+            RunStatus::Invalid => o
+                .check
+                .counterexample
+                .as_ref()
+                .map(|c| c.to_text())
+                .unwrap_or_else(|| "invalid (no counterexample given)".into()),
+        };
+        let ok = o.stats.total.ok;
+        let some = |x: f64| (ok > 0).then_some(x);
+        RunResult {
+            status,
+            run_dir: Some(o.run_dir.clone()),
+            message,
+            elapsed_s: o.elapsed_s,
+            throughput: Some(ok as f64 / spec.time_limit),
+            availability_during_faults: o.stats.availability_during_faults,
+            latency_p50_ms: some(o.stats.latency.p50_ms),
+            latency_p99_ms: some(o.stats.latency.p99_ms),
+            recovery_s: suite::history::median_recovery(&o.run_dir),
+            ops_ok: ok,
+        }
+    }
+}
+
+impl Runner for TestRunner {
+    fn run(&mut self, spec: &RunSpec, results: &Path) -> RunResult {
+        let t0 = Instant::now();
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return RunResult::crashed("skipped: the suite was interrupted", 0.0);
+        }
+        let opts = match Self::options(spec, results) {
+            Ok(o) => o,
+            Err(e) => return RunResult::crashed(format!("bad options: {e}"), 0.0),
+        };
+        // A panic inside one run must not end the suite.
+        match std::panic::catch_unwind(|| run_test(&opts)) {
+            Ok(Ok(o)) => Self::result(spec, &o),
+            Ok(Err(e)) => RunResult::crashed(format!("{e:#}"), t0.elapsed().as_secs_f64()),
+            Err(_) => RunResult::crashed("the run panicked", t0.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let suite = SuiteFile::load(&args.file).map_err(|e| BadInput(e.to_string()))?;
+    // Fail fast on cells whose options are invalid (bad workload, nemesis, concurrency).
+    for spec in suite.matrix() {
+        TestRunner::options(&spec, &args.results).map_err(|e| {
+            BadInput(format!(
+                "suite file {}: run {}: {e}",
+                args.file.display(),
+                spec.name
+            ))
+        })?;
+    }
+    let total = suite.matrix().len();
+    println!("suite {}: {total} runs", suite.name);
+    let outcome = suite::run_suite(
+        &suite,
+        &args.results,
+        &mut TestRunner,
+        |i, n, spec, result| match result {
+            None => println!(
+                "[{}/{n}] {} (target {}, net {}, seed {})",
+                i + 1,
+                spec.name,
+                spec.target,
+                spec.net,
+                spec.seed
+            ),
+            Some(r) => {
+                let first = r.message.lines().next().unwrap_or("");
+                println!(
+                    "[{}/{n}] {} → {:?} in {:.0}s {first}",
+                    i + 1,
+                    spec.name,
+                    r.status,
+                    r.elapsed_s
+                )
+            }
+        },
+    )?;
+    let count = |s: RunStatus| outcome.runs.iter().filter(|(_, r)| r.status == s).count();
+    println!(
+        "suite {}: {} valid, {} invalid, {} unknown, {} crashed in {:.0}s\nsummary {}\njunit   {}",
+        suite.name,
+        count(RunStatus::Valid),
+        count(RunStatus::Invalid),
+        count(RunStatus::Unknown),
+        count(RunStatus::Crashed),
+        outcome.elapsed_s,
+        outcome.dir.join("summary.html").display(),
+        outcome.dir.join("junit.xml").display()
+    );
+    Ok(outcome.exit_code())
 }

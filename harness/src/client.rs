@@ -1,0 +1,251 @@
+//! Clients: one worker per logical process, a rate limiter shared by all workers, and the
+//! final reads.
+//!
+//! # Contract (DESIGN §1)
+//! - A worker invokes one operation at a time, records the invocation, then the completion:
+//!   `ok`, `fail` (definite error; any failed read) or `info` (unknown outcome).
+//! - After an `info` the worker continues as a new process: `process + concurrency`
+//!   (Jepsen's numbering), so every process id has at most one `info`, at its end.
+//! - Writes carry request ids `c<process>-<seq>`.
+//! - A worker bound to member `w mod n`; each request gives up after `--op-timeout`.
+//! - The final phase reads every key any worker used, through every member in turn, retrying
+//!   a failed read a few times (failed reads are `fail`, so retries are harmless).
+
+use crate::recorder::Recorder;
+use crate::target::{Client, Outcome};
+use serde_json::{json, Value};
+use splitbrain_checker::history::{EventType, Process};
+use splitbrain_workloads::{Op, WorkerGen, F};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Spaces invocations across all workers at `rate` per second (0: no limit).
+pub struct RateLimiter {
+    period: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> RateLimiter {
+        let period = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+        RateLimiter {
+            period,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for the next slot.
+    pub async fn acquire(&self) {
+        let Some(period) = self.period else { return };
+        let slot = {
+            // Plain data behind the lock: a poisoned lock still holds a valid Instant.
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + period;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+}
+
+/// Counts operations as they complete (for the progress bar).
+#[derive(Default)]
+pub struct Counters {
+    pub ok: AtomicU64,
+    pub fail: AtomicU64,
+    pub info: AtomicU64,
+}
+
+/// Everything a worker needs.
+pub struct Worker {
+    pub index: usize,
+    pub concurrency: usize,
+    pub gen: WorkerGen,
+    /// A client per member; this worker talks to `clients[index % n]`, retries go to the next.
+    pub clients: Vec<Arc<dyn Client>>,
+    /// Retries of an indefinite write or cas, with the same request id.
+    pub retries: usize,
+    pub recorder: Arc<Recorder>,
+    pub limiter: Arc<RateLimiter>,
+    pub counters: Arc<Counters>,
+    pub op_timeout: Duration,
+}
+
+/// Performs `op` with request id `rid`; returns the completion's type, value and, for `fail`
+/// and `info`, the reason.
+pub async fn perform(
+    client: &dyn Client,
+    op: &Op,
+    rid: &str,
+    timeout: Duration,
+) -> (EventType, Value, Option<String>) {
+    // The HTTP client has its own timeout; this is the backstop for a client that hangs.
+    let backstop = timeout + Duration::from_secs(1);
+    match op.f {
+        F::Read => match tokio::time::timeout(backstop, client.read(&op.key)).await {
+            Ok(Outcome::Ok(v)) => (EventType::Ok, json!(v), None),
+            Ok(Outcome::Fail(r)) | Ok(Outcome::Info(r)) => (EventType::Fail, Value::Null, Some(r)),
+            Err(_) => (EventType::Fail, Value::Null, Some("timeout".into())),
+        },
+        F::Write | F::Cas => {
+            let (a, b) = op.arg.unwrap_or((0, 0));
+            let fut = async {
+                if op.f == F::Write {
+                    client.write(&op.key, a, rid).await
+                } else {
+                    client.cas(&op.key, a, b, rid).await
+                }
+            };
+            let v = op.invoke_value();
+            match tokio::time::timeout(backstop, fut).await {
+                Ok(Outcome::Ok(())) => (EventType::Ok, v, None),
+                Ok(Outcome::Fail(r)) => (EventType::Fail, v, Some(r)),
+                Ok(Outcome::Info(r)) => (EventType::Info, v, Some(r)),
+                Err(_) => (EventType::Info, v, Some("timeout".into())),
+            }
+        }
+    }
+}
+
+/// Performs a write or cas, retrying an indefinite outcome up to `retries` times with the
+/// same request id, each retry through the next member (`clients[start + i]`). The node's
+/// request-id dedup makes this safe: a retry applies at most once and answers as the first.
+pub async fn perform_with_retries(
+    clients: &[Arc<dyn Client>],
+    start: usize,
+    op: &Op,
+    rid: &str,
+    timeout: Duration,
+    retries: usize,
+) -> (EventType, Value, Option<String>) {
+    let mut i = 0;
+    loop {
+        let client = &clients[(start + i) % clients.len()];
+        let r = perform(&**client, op, rid, timeout).await;
+        if r.0 != EventType::Info || op.f == F::Read || i >= retries {
+            return r;
+        }
+        i += 1;
+    }
+}
+
+impl Worker {
+    /// Runs until `stop` turns true; returns the generator (which knows the keys used).
+    pub async fn run(mut self, stop: watch::Receiver<bool>) -> WorkerGen {
+        let mut process = self.index as u64;
+        let mut seq = 0u64;
+        while !*stop.borrow() {
+            self.limiter.acquire().await;
+            if *stop.borrow() {
+                break;
+            }
+            let op = self.gen.next_op();
+            seq += 1;
+            let rid = format!("c{process}-{seq}");
+            let p = Process::Client(process);
+            let f = op.f.name();
+            self.recorder
+                .record(p, EventType::Invoke, f, Some(&op.key), op.invoke_value());
+            let (kind, value, reason) = perform_with_retries(
+                &self.clients,
+                self.index,
+                &op,
+                &rid,
+                self.op_timeout,
+                self.retries,
+            )
+            .await;
+            self.recorder
+                .record_with_reason(p, kind, f, Some(&op.key), value, reason);
+            let c = match kind {
+                EventType::Ok => &self.counters.ok,
+                EventType::Fail => &self.counters.fail,
+                _ => &self.counters.info,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            if kind == EventType::Info {
+                process += self.concurrency as u64;
+                seq = 0;
+            }
+        }
+        self.gen
+    }
+}
+
+/// Reads every key in `keys` once (up to `attempts` tries each), spreading them over
+/// `clients`; processes are numbered from `next_process`. Returns (ok, failed) counts.
+pub async fn final_reads(
+    keys: &[String],
+    clients: &[Arc<dyn Client>],
+    recorder: &Arc<Recorder>,
+    next_process: &AtomicU64,
+    timeout: Duration,
+    attempts: usize,
+) -> (usize, usize) {
+    let mut tasks = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let client = clients[i % clients.len()].clone();
+        let recorder = recorder.clone();
+        let key = key.clone();
+        let process = next_process.fetch_add(1, Ordering::Relaxed);
+        tasks.push(tokio::spawn(async move {
+            let op = Op {
+                f: F::Read,
+                key: key.clone(),
+                arg: None,
+            };
+            let p = Process::Client(process);
+            for attempt in 0..attempts {
+                recorder.record(p, EventType::Invoke, "read", Some(&key), Value::Null);
+                let (kind, v, reason) = perform(&*client, &op, "", timeout).await;
+                recorder.record_with_reason(p, kind, "read", Some(&key), v, reason);
+                if kind == EventType::Ok {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
+            }
+            false
+        }));
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        if matches!(t.await, Ok(true)) {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (ok, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rate_limiter_spaces_invocations_across_callers() {
+        let l = Arc::new(RateLimiter::new(100.0));
+        let t = Instant::now();
+        let mut hs = Vec::new();
+        for _ in 0..4 {
+            let l = l.clone();
+            hs.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    l.acquire().await;
+                }
+            }));
+        }
+        for h in hs {
+            h.await.unwrap();
+        }
+        // 20 slots at 100/s: the last one is 190 ms after the first.
+        assert!(
+            t.elapsed() >= Duration::from_millis(185),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}

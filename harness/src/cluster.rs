@@ -1,0 +1,426 @@
+//! The cluster: one OS process per member, on free loopback ports, with its data dir and log
+//! file inside the run directory.
+//!
+//! # Contract
+//! - Members are started from the target's command line, with stdout and stderr appended to
+//!   `nodes/<id>.log` and the data dir `data/<id>` kept across restarts.
+//! - Nothing outlives the harness: every child gets `PR_SET_PDEATHSIG = SIGKILL` (so SIGKILL of
+//!   the harness kills them too) and its own process group (so a terminal's Ctrl-C reaches only
+//!   the harness, which heals and stops them itself); [`Cluster`]'s `Drop` kills and reaps them.
+//!   Because the death signal fires when the *thread* that forked the child exits, every child
+//!   is forked by one spawner thread that lives as long as the process.
+//! - `kill` is SIGKILL (then reap), `restart` starts the same command on the same data dir,
+//!   `pause`/`resume` are SIGSTOP/SIGCONT.
+//! - Every wait has a deadline.
+
+use crate::net::Network;
+use crate::target::{MemberSpec, MemberStatus, PeerRoute, Target};
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What a member process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Running,
+    Paused,
+    Killed,
+}
+
+struct Proc {
+    child: Option<Child>,
+    state: MemberState,
+}
+
+/// A cluster of member processes. Cheap to share behind an `Arc`.
+pub struct Cluster {
+    pub target: Arc<dyn Target>,
+    pub net: Arc<dyn Network>,
+    /// Members in id order.
+    pub specs: Vec<MemberSpec>,
+    procs: Mutex<BTreeMap<String, Proc>>,
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The one thread that forks children (see the module docs on PDEATHSIG).
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("splitbrain-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            // Without this thread no member can start at all; failing to create a thread at
+            // start-up is an unrecoverable resource exhaustion.
+            .expect("spawning the process-spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+/// Starts the spawner thread now, in the calling thread's namespaces. The netns network calls
+/// it before moving its thread into the clients' namespace, so that members of later runs in
+/// this process are not forked from inside that namespace.
+pub fn init_spawner() {
+    let _ = spawner();
+}
+
+/// Spawns `cmd` on the spawner thread, with the parent-death signal and its own process group.
+pub fn spawn_guarded(mut cmd: Command) -> anyhow::Result<Child> {
+    // SAFETY: `getpid` is async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.process_group(0);
+    let (tx, rx) = mpsc::channel();
+    spawner()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the spawner lock is poisoned"))?
+        .send((cmd, tx))
+        .map_err(|_| anyhow::anyhow!("the spawner thread is gone"))?;
+    let child = rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the spawner thread did not answer within 10 s")??;
+    live_pids()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(child.id());
+    Ok(child)
+}
+
+/// Pids of every live member process in this harness, for the panic hook.
+fn live_pids() -> &'static Mutex<std::collections::BTreeSet<u32>> {
+    static LIVE: OnceLock<Mutex<std::collections::BTreeSet<u32>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+fn forget_pid(pid: u32) {
+    live_pids()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&pid);
+}
+
+/// Installs (once) a panic hook that SIGKILLs every live member before the default hook runs:
+/// a panic on any thread must not leave members running until the process exits.
+pub fn install_panic_hook() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(pids) = live_pids().try_lock() {
+                for &pid in pids.iter() {
+                    // SAFETY: kill(2) on a pid we spawned and have not reaped.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+            prev(info);
+        }));
+    });
+}
+
+fn signal(child: &Child, sig: libc::c_int) -> anyhow::Result<()> {
+    // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    if rc != 0 {
+        bail!(
+            "kill({}, {sig}): {}",
+            child.id(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+impl Cluster {
+    /// Lays out `n` members (`n1` … `nN`) under `run_dir` (`data/<id>`, `nodes/<id>.log`) with the
+    /// network's addresses. Starts nothing.
+    pub fn new(
+        target: Arc<dyn Target>,
+        net: Arc<dyn Network>,
+        ids: &[String],
+        run_dir: &Path,
+        cluster_token: &str,
+        extra_args: &[String],
+        seed: u64,
+    ) -> anyhow::Result<Cluster> {
+        std::fs::create_dir_all(run_dir.join("nodes")).context("creating nodes/")?;
+        let mut specs = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let a = net.addrs(id)?;
+            let data_dir = run_dir.join("data").join(id);
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            specs.push(MemberSpec {
+                id: id.clone(),
+                client_addr: a.client,
+                peer_addr: a.peer,
+                routes: a
+                    .routes
+                    .into_iter()
+                    .map(|(id, addr)| PeerRoute { id, addr })
+                    .collect(),
+                data_dir,
+                log_file: run_dir.join("nodes").join(format!("{id}.log")),
+                cluster_token: cluster_token.to_string(),
+                extra_args: extra_args.to_vec(),
+                seed: splitbrain_workloads::sub_seed(seed, 1000 + i as u64),
+            });
+        }
+        Ok(Cluster {
+            target,
+            net,
+            specs,
+            procs: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.specs.iter().map(|s| s.id.clone()).collect()
+    }
+
+    pub fn spec(&self, id: &str) -> anyhow::Result<&MemberSpec> {
+        self.specs
+            .iter()
+            .find(|s| s.id == id)
+            .with_context(|| format!("no member {id:?}"))
+    }
+
+    fn procs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Proc>> {
+        // A panic while holding this lock leaves plain data behind: keep using it.
+        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts member `id` (first start or restart after a kill).
+    pub fn start(&self, id: &str) -> anyhow::Result<()> {
+        let spec = self.spec(id)?;
+        let mc = self.target.command(spec, &self.specs)?;
+        let mc = self.net.wrap_command(id, mc);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log_file)
+            .with_context(|| format!("opening {}", spec.log_file.display()))?;
+        let log2 = log.try_clone().context("duplicating the log file handle")?;
+        let mut cmd = Command::new(&mc.program);
+        cmd.args(&mc.args)
+            .envs(mc.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let mut procs = self.procs();
+        if let Some(p) = procs.get(id) {
+            if p.state != MemberState::Killed {
+                bail!("member {id} is already running");
+            }
+        }
+        let child = spawn_guarded(cmd)
+            .with_context(|| format!("starting {id}: {}", mc.program.display()))?;
+        procs.insert(
+            id.to_string(),
+            Proc {
+                child: Some(child),
+                state: MemberState::Running,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn start_all(&self) -> anyhow::Result<()> {
+        for id in self.ids() {
+            self.start(&id)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and reap member `id`.
+    pub fn kill(&self, id: &str) -> anyhow::Result<()> {
+        let mut procs = self.procs();
+        let p = procs
+            .get_mut(id)
+            .with_context(|| format!("member {id} was never started"))?;
+        if let Some(mut child) = p.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            forget_pid(child.id());
+        }
+        p.state = MemberState::Killed;
+        Ok(())
+    }
+
+    /// SIGSTOP member `id`.
+    pub fn pause(&self, id: &str) -> anyhow::Result<()> {
+        let mut procs = self.procs();
+        let p = procs
+            .get_mut(id)
+            .with_context(|| format!("member {id} was never started"))?;
+        if let (Some(c), MemberState::Running) = (&p.child, p.state) {
+            signal(c, libc::SIGSTOP)?;
+            p.state = MemberState::Paused;
+        }
+        Ok(())
+    }
+
+    /// SIGCONT member `id`.
+    pub fn resume(&self, id: &str) -> anyhow::Result<()> {
+        let mut procs = self.procs();
+        let p = procs
+            .get_mut(id)
+            .with_context(|| format!("member {id} was never started"))?;
+        if let (Some(c), MemberState::Paused) = (&p.child, p.state) {
+            signal(c, libc::SIGCONT)?;
+            p.state = MemberState::Running;
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, id: &str) -> Option<MemberState> {
+        self.procs().get(id).map(|p| p.state)
+    }
+
+    /// Members that exited on their own (crashed), with their exit status.
+    pub fn crashed(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (id, p) in self.procs().iter_mut() {
+            if let Some(c) = p.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    out.push((id.clone(), st.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Heals the network, resumes paused members and restarts killed ones: the state every
+    /// final phase starts from. Tries everything, reports the first error.
+    pub fn heal_all(&self) -> anyhow::Result<()> {
+        let mut first = self.net.heal().err();
+        for id in self.ids() {
+            let r = match self.state(&id) {
+                Some(MemberState::Paused) => self.resume(&id),
+                Some(MemberState::Killed) => self.start(&id),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Asks every running member for its status (members that do not answer are left out).
+    pub async fn statuses(&self, timeout: Duration) -> BTreeMap<String, MemberStatus> {
+        let mut out = BTreeMap::new();
+        for spec in &self.specs {
+            if self.state(&spec.id) != Some(MemberState::Running) {
+                continue;
+            }
+            if let Ok(s) = self.target.status(spec, timeout).await {
+                out.insert(spec.id.clone(), s);
+            }
+        }
+        out
+    }
+
+    /// The leader a majority of answering members agree on (or the one that says it leads).
+    pub async fn leader(&self) -> Option<String> {
+        let st = self.statuses(Duration::from_millis(500)).await;
+        let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, s) in &st {
+            if s.role.as_deref() == Some("leader") {
+                *votes.entry(id.clone()).or_default() += self.specs.len();
+            }
+            if let Some(l) = &s.leader {
+                *votes.entry(l.clone()).or_default() += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(_, v)| *v).map(|(id, _)| id)
+    }
+
+    /// Waits until every running member answers `/status` and one of them knows a leader.
+    pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let st = self.statuses(Duration::from_millis(500)).await;
+            let running: Vec<String> = self
+                .ids()
+                .into_iter()
+                .filter(|id| self.state(id) == Some(MemberState::Running))
+                .collect();
+            let all_answer = running.iter().all(|id| st.contains_key(id));
+            let leader = st
+                .values()
+                .any(|s| s.leader.is_some() || s.role.as_deref() == Some("leader"));
+            if all_answer && leader {
+                return Ok(());
+            }
+            if let Some((id, status)) = self.crashed().into_iter().next() {
+                bail!(
+                    "member {id} exited ({status}) while waiting for the cluster; see {}",
+                    self.spec(&id)?.log_file.display()
+                );
+            }
+            if start.elapsed() > deadline {
+                let missing: Vec<&String> =
+                    running.iter().filter(|id| !st.contains_key(*id)).collect();
+                bail!(
+                    "the cluster was not ready within {:.0?}: {} (logs in nodes/)",
+                    deadline,
+                    if !missing.is_empty() {
+                        format!("no /status answer from {missing:?}")
+                    } else {
+                        "no member knows a leader".to_string()
+                    }
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills every member (resuming none: SIGKILL works on stopped processes) and reaps them.
+    pub fn stop_all(&self) {
+        let mut procs = self.procs();
+        for p in procs.values_mut() {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+                forget_pid(c.id());
+            }
+            p.state = MemberState::Killed;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,498 @@
+//! One test run, start to end: set up the cluster → start clients and nemesis → run for the
+//! time limit → heal everything → wait for recovery → final reads → stop → check → store.
+//!
+//! [`TestOptions`] holds every option (it is `test.json`); [`run_test`] runs one test and
+//! returns its [`RunOutcome`]. `splitbrain test` and `splitbrain suite` both call it.
+//!
+//! # Guarantees
+//! - The seed is printed before anything happens and stored in `test.json`; the workers'
+//!   operations and the nemesis schedule (times and targets) follow from it.
+//! - `history.jsonl` is streamed as the run goes.
+//! - Every fault is healed and every member resumed or restarted before the final phase, also
+//!   after Ctrl-C (which skips recovery and final reads but still checks what was recorded).
+//! - Members die with the harness (see `crate::cluster`); a panic hook kills them too.
+
+use crate::client::{final_reads, Counters, RateLimiter, Worker};
+use crate::cluster::Cluster;
+use crate::nemesis;
+use crate::net::proxy::ProxyNet;
+use crate::net::Network;
+use crate::recorder::Recorder;
+use crate::store;
+use crate::summary::{self, Stats};
+use crate::target::{self, Client};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use splitbrain_checker::history::History;
+use splitbrain_checker::{check, CheckOptions, CheckReport, Verdict};
+use splitbrain_workloads::{worker_generators, WorkloadKind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Every option of a test run: written to `test.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestOptions {
+    pub name: String,
+    pub target: String,
+    /// `--node-cmd` template of the `cmd` target.
+    #[serde(default)]
+    pub node_cmd: Option<String>,
+    pub net: String,
+    pub nodes: usize,
+    pub time_limit_s: f64,
+    pub workload: WorkloadKind,
+    pub ops_per_key: u64,
+    /// Workers (resolved from `--concurrency`, e.g. `2n` → 10 with 5 nodes).
+    pub concurrency: usize,
+    /// Operations per second across all workers (0: unlimited).
+    pub rate: f64,
+    /// The `--nemesis` list as given.
+    pub nemesis: String,
+    /// One fault timeline per `--nemesis` choice, so faults overlap (Jepsen's combined
+    /// nemesis); false: one fault at a time.
+    #[serde(default)]
+    pub nemesis_overlap: bool,
+    pub nemesis_interval_s: f64,
+    pub recovery_time_s: f64,
+    pub seed: u64,
+    pub results: PathBuf,
+    pub node_args: Vec<String>,
+    /// Client request timeout.
+    pub op_timeout_s: f64,
+    /// Retries of an indefinite write or cas with the same request id (through the next
+    /// member); 0 = Jepsen's behaviour (the op is `info`).
+    #[serde(default)]
+    pub retries: usize,
+    /// Checker deadline (undecided keys are `unknown`).
+    pub check_timeout_s: f64,
+    /// Show the progress bar and print the summary.
+    #[serde(skip)]
+    pub interactive: bool,
+}
+
+impl TestOptions {
+    /// Validates the options; errors name the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes == 0 || self.nodes > 15 {
+            return Err(format!("--nodes {}: expected 1..=15", self.nodes));
+        }
+        if !(self.time_limit_s > 0.0) {
+            return Err(format!(
+                "--time-limit {}: must be positive",
+                self.time_limit_s
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency: need at least one worker".into());
+        }
+        if self.rate < 0.0 || !self.rate.is_finite() {
+            return Err(format!("--rate {}: must be ≥ 0", self.rate));
+        }
+        if !(self.nemesis_interval_s > 0.0) {
+            return Err(format!(
+                "--nemesis-interval {}: must be positive",
+                self.nemesis_interval_s
+            ));
+        }
+        if self.recovery_time_s < 0.0 {
+            return Err(format!(
+                "--recovery-time {}: must be ≥ 0",
+                self.recovery_time_s
+            ));
+        }
+        if !(self.op_timeout_s > 0.0) {
+            return Err(format!(
+                "--op-timeout {}: must be positive",
+                self.op_timeout_s
+            ));
+        }
+        if self.ops_per_key == 0 {
+            return Err("--ops-per-key: must be at least 1".into());
+        }
+        nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
+        target::resolve(&self.target, self.node_cmd.as_deref())?;
+        // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
+        let partitions = nemesis::parse_nemesis(&self.nemesis)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .any(|k| matches!(k, nemesis::FaultKind::Partition(_)));
+        if self.target == "etcd" && self.net == "proxy" && partitions {
+            return Err("--target etcd with partitions needs --net netns (root): the proxy network cannot cut etcd's peer links".into());
+        }
+        if !crate::net::NET_NAMES.contains(&self.net.as_str()) {
+            return Err(format!(
+                "--net {:?}: expected one of: {}",
+                self.net,
+                crate::net::NET_NAMES.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn member_ids(&self) -> Vec<String> {
+        (1..=self.nodes).map(|i| format!("n{i}")).collect()
+    }
+
+    /// The nemesis schedule this run will follow.
+    pub fn schedule(&self) -> Vec<nemesis::Planned> {
+        // Validated before: parse cannot fail here; fall back to no faults rather than panic.
+        let choices = nemesis::parse_nemesis(&self.nemesis).unwrap_or_default();
+        let plan = if self.nemesis_overlap {
+            nemesis::plan_overlapping
+        } else {
+            nemesis::plan
+        };
+        plan(
+            &choices,
+            &self.member_ids(),
+            Duration::from_secs_f64(self.time_limit_s),
+            Duration::from_secs_f64(self.nemesis_interval_s),
+            splitbrain_workloads::sub_seed(self.seed, 0),
+        )
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub valid: Verdict,
+    pub interrupted: bool,
+    pub stats: Stats,
+    pub check: CheckReport,
+    /// Members that exited on their own during the run.
+    pub crashed: Vec<(String, String)>,
+    pub elapsed_s: f64,
+}
+
+impl RunOutcome {
+    /// The exit code for this verdict (0 valid, 1 invalid, 2 unknown).
+    pub fn exit_code(&self) -> u8 {
+        match self.valid {
+            Verdict::Valid => crate::cli::exit::VALID,
+            Verdict::Invalid => crate::cli::exit::INVALID,
+            Verdict::Unknown => crate::cli::exit::UNKNOWN,
+        }
+    }
+}
+
+/// Prints a line on stdout, ignoring a closed pipe (`splitbrain test | head` must not panic
+/// in the middle of a run).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Set by Ctrl-C; every run in this process stops early once it is set.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Runs one test. Prints the seed first; with `interactive`, a progress bar and the summary.
+pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
+    opts.validate().map_err(crate::cli::exit::BadInput)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")
+    };
+    if opts.net == "netns" {
+        // Every socket of the harness (clients, status) is opened inside the clients' namespace.
+        let shared = target::resolve(&opts.target, opts.node_cmd.as_deref())
+            .map_err(crate::cli::exit::BadInput)?
+            .shares_client_and_peer_port();
+        return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
+            runtime()?.block_on(run_async(opts, Some(net)))
+        });
+    }
+    runtime()?.block_on(run_async(opts, None))
+}
+
+async fn run_async(
+    opts: &TestOptions,
+    prebuilt_net: Option<Arc<dyn Network>>,
+) -> anyhow::Result<RunOutcome> {
+    let t0 = Instant::now();
+    say(&format!(
+        "seed {} (replay with --seed {})",
+        opts.seed, opts.seed
+    ));
+    let run_dir = store::create_run_dir(&opts.results, &opts.name)?;
+    let schedule = opts.schedule();
+    let test_json = serde_json::json!({
+        "options": opts,
+        "seed": opts.seed,
+        "schedule": schedule,
+        "nodes": opts.member_ids(),
+        "started": store::timestamp(std::time::SystemTime::now()),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    store::write_json(&run_dir, "test.json", &test_json)?;
+    if opts.interactive {
+        say(&format!("run directory {}", run_dir.display()));
+    }
+
+    // Cluster.
+    let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
+        .map_err(crate::cli::exit::BadInput)?;
+    let ids = opts.member_ids();
+    let net: Arc<dyn Network> = match prebuilt_net {
+        Some(net) => net,
+        None => Arc::new(
+            ProxyNet::start(
+                &ids,
+                target.shares_client_and_peer_port(),
+                splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
+            )
+            .await?,
+        ),
+    };
+    let token = format!(
+        "sb-{:016x}",
+        splitbrain_workloads::sub_seed(opts.seed, u64::MAX - 1)
+    );
+    let cluster = Arc::new(Cluster::new(
+        target.clone(),
+        net,
+        &ids,
+        &run_dir,
+        &token,
+        &opts.node_args,
+        opts.seed,
+    )?);
+    crate::cluster::install_panic_hook();
+    cluster.start_all()?;
+    cluster
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .context("starting the cluster")?;
+
+    let recorder = Arc::new(Recorder::create(
+        &run_dir.join("history.jsonl"),
+        Instant::now(),
+        opts.workload.keyed(),
+    )?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\ninterrupted: healing and stopping the cluster (Ctrl-C again to abort)"
+                );
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                stop_tx.send_replace(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // Children die with us (PR_SET_PDEATHSIG); the history is on disk.
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+
+    // Clients.
+    let op_timeout = Duration::from_secs_f64(opts.op_timeout_s);
+    let limiter = Arc::new(RateLimiter::new(opts.rate));
+    let counters = Arc::new(Counters::default());
+    let gens = worker_generators(opts.workload, opts.concurrency, opts.ops_per_key, opts.seed);
+    let mut clients: Vec<Arc<dyn Client>> = Vec::new();
+    for spec in &cluster.specs {
+        clients.push(target.client(spec, op_timeout)?);
+    }
+    let mut workers = Vec::new();
+    for (i, gen) in gens.into_iter().enumerate() {
+        // Each worker has clients of its own (its own connections), one per member.
+        let mut member_clients = Vec::new();
+        for spec in &cluster.specs {
+            member_clients.push(target.client(spec, op_timeout)?);
+        }
+        let w = Worker {
+            index: i,
+            concurrency: opts.concurrency,
+            gen,
+            clients: member_clients.clone(),
+            retries: opts.retries,
+            recorder: recorder.clone(),
+            limiter: limiter.clone(),
+            counters: counters.clone(),
+            op_timeout,
+        };
+        workers.push(tokio::spawn(w.run(stop_rx.clone())));
+    }
+
+    // Nemesis and progress.
+    let activity = Arc::new(watch::channel(String::new()).0);
+    let nemesis_task = tokio::spawn(nemesis::run(
+        schedule,
+        cluster.clone(),
+        recorder.clone(),
+        stop_rx.clone(),
+        activity.clone(),
+    ));
+    let bar = progress_bar(opts.interactive);
+    let time_limit = Duration::from_secs_f64(opts.time_limit_s);
+    let run_start = recorder.start();
+    {
+        let mut stop_rx = stop_rx.clone();
+        loop {
+            let elapsed = run_start.elapsed();
+            if elapsed >= time_limit || INTERRUPTED.load(Ordering::SeqCst) {
+                break;
+            }
+            let act = activity.borrow().clone();
+            bar.set_message(format!(
+                "{:>5.1}/{:.0}s  ops ok {} fail {} info {}  {}",
+                elapsed.as_secs_f64(),
+                time_limit.as_secs_f64(),
+                counters.ok.load(Ordering::Relaxed),
+                counters.fail.load(Ordering::Relaxed),
+                counters.info.load(Ordering::Relaxed),
+                if act.is_empty() {
+                    "no fault".to_string()
+                } else {
+                    format!("fault: {act}")
+                }
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200).min(time_limit - elapsed)) => {}
+                _ = stop_rx.changed() => {}
+            }
+        }
+    }
+    stop_tx.send_replace(true);
+    bar.set_message("stopping clients and the nemesis");
+    let mut gens = Vec::new();
+    for w in workers {
+        gens.push(w.await.context("a client worker panicked")?);
+    }
+    let _ = nemesis_task.await;
+
+    // Final phase: heal, recover, read every key.
+    let heal = cluster.heal_all();
+    recorder.nemesis(
+        "heal",
+        serde_json::json!({"healed": heal.is_ok(), "error": heal.as_ref().err().map(|e| format!("{e:#}"))}),
+    );
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    if !interrupted {
+        bar.set_message(format!("recovering for {:.0}s", opts.recovery_time_s));
+        tokio::time::sleep(Duration::from_secs_f64(opts.recovery_time_s)).await;
+        let mut keys: Vec<String> = gens.iter().flat_map(|g| g.keys_used()).collect();
+        keys.sort();
+        keys.dedup();
+        bar.set_message(format!("final reads of {} keys", keys.len()));
+        let next_process = AtomicU64::new((opts.concurrency as u64) * 1_000_000);
+        final_reads(&keys, &clients, &recorder, &next_process, op_timeout, 5).await;
+    }
+    let crashed = cluster.crashed();
+    cluster.stop_all();
+    recorder.finish()?;
+    bar.finish_and_clear();
+
+    // Check.
+    let events = recorder.events();
+    let stats = summary::stats(&events, &recorder.reasons());
+    let history = History::from_events(events)
+        .map_err(|e| anyhow::anyhow!("the recorded history is malformed: {e}"))?;
+    if opts.interactive {
+        eprintln!("checking {} operations…", history.ops.len());
+    }
+    let report = tokio::task::spawn_blocking({
+        let model = opts.workload.model();
+        let copts = CheckOptions {
+            timeout: Some(Duration::from_secs_f64(opts.check_timeout_s)),
+            all_partitions: true,
+            ..CheckOptions::default()
+        };
+        move || check(&history, model, &copts)
+    })
+    .await
+    .context("the checker panicked")?;
+
+    let outcome = RunOutcome {
+        run_dir: run_dir.clone(),
+        valid: report.valid,
+        interrupted,
+        stats,
+        check: report,
+        crashed,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    };
+    store::write_json(&run_dir, "results.json", &results_json(&outcome))?;
+
+    // ── report.html: the report engineer adds the call here ──────────────────────────────────
+    // crate::report::write_run_report(&run_dir)?;
+    // ─────────────────────────────────────────────────────────────────────────────────────────
+
+    if opts.interactive {
+        say(render_outcome(&outcome).trim_end());
+    }
+    Ok(outcome)
+}
+
+/// `results.json`: the checker's verdict, counterexample and statistics.
+pub fn results_json(o: &RunOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "valid": o.valid,
+        "interrupted": o.interrupted,
+        "checker": o.check,
+        "counterexample_text": o.check.counterexample.as_ref().map(|c| c.to_text()),
+        "stats": o.stats,
+        "crashed_members": o.crashed,
+        "elapsed_s": o.elapsed_s,
+    })
+}
+
+/// The end-of-run summary for people.
+pub fn render_outcome(o: &RunOutcome) -> String {
+    let mut out = String::from("\n");
+    out.push_str(&summary::render(&o.stats));
+    for (id, st) in &o.crashed {
+        out.push_str(&format!(
+            "warning: member {id} exited on its own ({st}); see nodes/{id}.log\n"
+        ));
+    }
+    let keys = &o.check.per_key;
+    let count = |v: Verdict| keys.iter().filter(|k| k.verdict == v).count();
+    out.push_str(&format!(
+        "verdict             {}{}  ({} ops checked; keys: {} valid, {} invalid, {} unknown; {:.0} ms)\n",
+        match o.valid {
+            Verdict::Valid => "VALID",
+            Verdict::Invalid => "INVALID",
+            Verdict::Unknown => "UNKNOWN",
+        },
+        if o.interrupted { " (interrupted run)" } else { "" },
+        o.check.ops,
+        count(Verdict::Valid),
+        count(Verdict::Invalid),
+        count(Verdict::Unknown),
+        o.check.elapsed_ms,
+    ));
+    if let Some(c) = &o.check.counterexample {
+        out.push_str(&c.to_text());
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("run directory       {}\n", o.run_dir.display()));
+    out
+}
+
+fn progress_bar(interactive: bool) -> indicatif::ProgressBar {
+    if !interactive {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,2 @@
+//! Helpers shared by the `suite_*` integration tests.
+pub mod junit_schema;

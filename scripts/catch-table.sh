@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Reproduces the two tables of "What Splitbrain catches" (README.md, docs/catching-bugs.md):
+#
+#   1. bugs:    each of the node's --bug modes under its configuration, RUNS_BUG runs
+#               (seeds 1..RUNS_BUG); a bug counts as caught when the run is invalid (exit 1).
+#   2. correct: the correct node under every nemesis, RUNS_OK runs each (seeds 1..RUNS_OK);
+#               every run must be valid (exit 0).
+#
+# Usage: scripts/catch-table.sh [bugs|correct|both]      (default: both)
+# Environment: RUNS_BUG (5), RUNS_OK (20), RESULTS (results/catch-table),
+#              SPLITBRAIN (target/release/splitbrain; built if missing),
+#              ONLY (a regex of bug or nemesis names to run, e.g. ONLY=stale-read),
+#              SEED_FROM (1: the first seed; runs use SEED_FROM, SEED_FROM+1, …).
+#
+# Prints one Markdown table per part; every run is stored under $RESULTS for inspection.
+set -u
+cd "$(dirname "$0")/.."
+WHAT=${1:-both}
+RUNS_BUG=${RUNS_BUG:-5}
+RUNS_OK=${RUNS_OK:-20}
+RESULTS=${RESULTS:-results/catch-table}
+BIN=${SPLITBRAIN:-target/release/splitbrain}
+ONLY=${ONLY:-.}
+SEED_FROM=${SEED_FROM:-1}
+if [ ! -x "$BIN" ]; then
+    cargo build --release -p splitbrain >&2 || exit 255
+fi
+
+# Bug → the `splitbrain test` flags that catch it (each run ≤ 60 s of client operations).
+# (The script adds `--node-arg=--bug --node-arg=<bug>` itself.)
+declare -A BUG_ARGS=(
+    [stale-read]="--nodes 3 --time-limit 15 --workload kv --nemesis isolate-leader --nemesis-interval 3"
+    [ack-before-commit]="--nodes 3 --time-limit 30 --workload kv --nemesis isolate-leader,kill --nemesis-interval 3"
+    # Alone, vote-any-log elects stale leaders but the followers' own guard (never overwrite a
+    # committed entry) stops them with a panic; with that guard off (no-truncate-check, which
+    # on its own is not caught, below) the stale leader's log wins and acknowledged writes go.
+    [vote-any-log]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2 --node-arg=--bug --node-arg=no-truncate-check"
+    [no-dedup]="--nodes 3 --time-limit 60 --workload kv --nemesis isolate-one,kill --nemesis-interval 1 --retries 3 --concurrency 5n --rate 300"
+    [commit-old-term]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2"
+    [no-truncate-check]="--nodes 3 --time-limit 40 --workload kv --nemesis delay,kill --nemesis-overlap --nemesis-interval 2"
+)
+BUGS=(stale-read ack-before-commit vote-any-log no-dedup commit-old-term no-truncate-check)
+NEMESES=(none kill pause partition-halves isolate-one isolate-leader majorities-ring bridge all)
+CORRECT_ARGS="--nodes 5 --time-limit 20 --workload kv --nemesis-interval 3 --recovery-time 5"
+
+# run NAME SEED ARGS… → prints the exit code (0 valid, 1 invalid, 2 unknown, other: error)
+run() {
+    local name=$1 seed=$2
+    shift 2
+    "$BIN" test --name "$name" --seed "$seed" --results "$RESULTS" "$@" \
+        >"$RESULTS/$name-seed$seed.out" 2>&1
+    echo $?
+}
+
+mkdir -p "$RESULTS"
+if [ "$WHAT" = bugs ] || [ "$WHAT" = both ]; then
+    echo "| bug | command | invalid runs |"
+    echo "|---|---|---|"
+    for bug in "${BUGS[@]}"; do
+        [[ $bug =~ $ONLY ]] || continue
+        args=${BUG_ARGS[$bug]}
+        invalid=0 other=0
+        for seed in $(seq "$SEED_FROM" $((SEED_FROM + RUNS_BUG - 1))); do
+            # shellcheck disable=SC2086 # word splitting of $args is intended
+            code=$(run "bug-$bug" "$seed" $args --node-arg=--bug --node-arg="$bug")
+            case $code in 1) invalid=$((invalid + 1)) ;; 0) ;; *) other=$((other + 1)) ;; esac
+        done
+        note=""
+        [ "$other" -gt 0 ] && note=" ($other unknown or errors)"
+        echo "| \`$bug\` | \`splitbrain test $args --node-arg=--bug --node-arg=$bug --seed $SEED_FROM..$((SEED_FROM + RUNS_BUG - 1))\` | $invalid/$RUNS_BUG$note |"
+    done
+    echo
+fi
+if [ "$WHAT" = correct ] || [ "$WHAT" = both ]; then
+    echo "| nemesis | command | valid runs |"
+    echo "|---|---|---|"
+    for nem in "${NEMESES[@]}"; do
+        [[ $nem =~ $ONLY ]] || continue
+        valid=0 bad=""
+        for seed in $(seq "$SEED_FROM" $((SEED_FROM + RUNS_OK - 1))); do
+            # shellcheck disable=SC2086
+            code=$(run "correct-$nem" "$seed" $CORRECT_ARGS --nemesis "$nem")
+            if [ "$code" = 0 ]; then valid=$((valid + 1)); else bad="$bad seed$seed=exit$code"; fi
+        done
+        echo "| \`$nem\` | \`splitbrain test $CORRECT_ARGS --nemesis $nem --seed $SEED_FROM..$((SEED_FROM + RUNS_OK - 1))\` | $valid/$RUNS_OK${bad:+ (not valid:$bad)} |"
+    done
+fi
