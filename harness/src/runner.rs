@@ -123,6 +123,14 @@ impl TestOptions {
         if self.target == "etcd" && self.net == "proxy" && partitions {
             return Err("--target etcd with partitions needs --net netns (root): the proxy network cannot cut etcd's peer links".into());
         }
+        let delays = nemesis::parse_nemesis(&self.nemesis)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .any(|k| matches!(k, nemesis::FaultKind::Delay));
+        if self.net == "netns" && delays {
+            return Err("--nemesis delay needs --net proxy: the netns network cannot delay packets (tc netem is missing from this kernel)".into());
+        }
         if !crate::net::NET_NAMES.contains(&self.net.as_str()) {
             return Err(format!(
                 "--net {:?}: expected one of: {}",
