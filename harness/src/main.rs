@@ -6,9 +6,14 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
+mod report;
 
 #[derive(Parser)]
-#[command(name = "splitbrain", version, about = "Jepsen-style linearizability testing for local clusters")]
+#[command(
+    name = "splitbrain",
+    version,
+    about = "Jepsen-style linearizability testing for local clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +39,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { cli::exit::BAD_INPUT } else { 0 };
+            let code = if e.use_stderr() {
+                cli::exit::BAD_INPUT
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

@@ -1,0 +1,461 @@
+//! Reports: one self-contained `report.html` per run (plus `latency.svg` and `rate.svg`), and
+//! the summaries `splitbrain serve` lists.
+//!
+//! # Layout
+//! - [`page_data`]: pairs a history's events into ops, fault periods, statistics and plot
+//!   series, and normalises the counterexample: everything the page shows, testable without a
+//!   browser.
+//! - [`svg`]: the latency and throughput plots, drawn with plotters (written as files and
+//!   inlined in the page).
+//! - [`html`]: the page: inline CSS, inline JS (`report.js`: canvas timeline with zoom, pan and
+//!   hover; counterexample drawing), and the data packed as base64 typed arrays so a 100,000-op
+//!   history stays a few megabytes and loads in a blink.
+//! - this file: reading a run directory (DESIGN §4) tolerantly and the public entry points.
+//!
+//! # Contract
+//! - [`write_run_report`] reads `test.json`, `history.jsonl` and `results.json` from a run
+//!   directory and writes `report.html`, `latency.svg` and `rate.svg` beside them. Missing or
+//!   damaged files are not errors: what is missing is shown as unknown and what is damaged is
+//!   listed as a warning on the page. Only failing to write is an error.
+//! - [`write_history_report`] draws the same page for a history and check result that did not
+//!   come from a run directory (`splitbrain check --report`).
+//! - The page never fetches anything: no network, no CDN.
+
+pub mod html;
+pub mod page_data;
+pub mod svg;
+
+use anyhow::Context;
+use page_data::{parse_jsonl, CxView, PageData};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A run's verdict as the page shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unknown,
+}
+
+impl Verdict {
+    /// From results.json's `valid` (true | false | "unknown"); anything else is unknown.
+    pub fn from_json(v: Option<&Value>) -> Verdict {
+        match v {
+            Some(Value::Bool(true)) => Verdict::Valid,
+            Some(Value::Bool(false)) => Verdict::Invalid,
+            Some(Value::String(s)) if s == "valid" || s == "true" => Verdict::Valid,
+            Some(Value::String(s)) if s == "invalid" || s == "false" => Verdict::Invalid,
+            _ => Verdict::Unknown,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// The header of a report and the row of a run in `serve`'s index. Fields are `None` when the
+/// run did not record them (shown as "unknown").
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunInfo {
+    pub name: String,
+    pub target: Option<String>,
+    pub workload: Option<String>,
+    pub nemesis: Option<String>,
+    pub seed: Option<String>,
+    pub start: Option<String>,
+    /// Duration of the history in seconds, when known.
+    pub duration_s: Option<f64>,
+    pub ops: Option<u64>,
+    pub verdict: Option<Verdict>,
+    /// Other scalar fields of results.json worth showing (model, elapsed_ms, partitions …).
+    pub check_summary: Vec<(String, String)>,
+    /// Why the run directory is damaged or incomplete, if it is.
+    pub problems: Vec<String>,
+}
+
+fn display(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().filter_map(display).collect();
+            (!parts.is_empty()).then(|| parts.join(", "))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+fn field(v: &Value, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        // Allow one level of nesting as `a.b`.
+        let mut cur = v;
+        for part in n.split('.') {
+            cur = cur.get(part)?;
+        }
+        display(cur)
+    })
+}
+
+/// Reads a JSON file; `Ok(None)` when it does not exist, `Err(reason)` when it is damaged.
+fn read_json(path: &Path) -> Result<Option<Value>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{} is damaged: {e}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+impl RunInfo {
+    /// Builds the header from `test.json` and `results.json` (either may be absent).
+    pub fn from_json(default_name: &str, test: Option<&Value>, results: Option<&Value>) -> RunInfo {
+        let null = Value::Null;
+        let t = test.unwrap_or(&null);
+        let r = results.unwrap_or(&null);
+        let mut info = RunInfo {
+            name: field(t, &["name", "test_name", "test"])
+                .unwrap_or_else(|| default_name.to_string()),
+            target: field(t, &["target", "options.target"]),
+            workload: field(t, &["workload", "options.workload"]),
+            nemesis: field(t, &["nemesis", "options.nemesis"]),
+            seed: field(t, &["seed", "options.seed"]),
+            start: field(t, &["start_time", "start", "started_at", "started"]),
+            verdict: results.map(|r| Verdict::from_json(r.get("valid"))),
+            ops: r.get("ops").and_then(Value::as_u64),
+            ..RunInfo::default()
+        };
+        for key in [
+            "model",
+            "elapsed_ms",
+            "partitions.total",
+            "partitions.invalid",
+            "partitions.unknown",
+        ] {
+            if let Some(v) = field(r, &[key]) {
+                info.check_summary.push((key.to_string(), v));
+            }
+        }
+        if let Some(stats) = r
+            .get("statistics")
+            .or_else(|| r.get("stats"))
+            .and_then(Value::as_object)
+        {
+            for (k, v) in stats.iter().take(20) {
+                if let Some(s) = display(v).filter(|_| !v.is_object()) {
+                    info.check_summary.push((k.clone(), s));
+                }
+            }
+        }
+        info
+    }
+
+    /// Reads the summary of one run directory without reading its history (for the index).
+    /// Never fails: problems are recorded in [`RunInfo::problems`].
+    pub fn read_dir(dir: &Path, default_name: &str) -> RunInfo {
+        let mut problems = Vec::new();
+        let test = read_json(&dir.join("test.json")).unwrap_or_else(|e| {
+            problems.push(e);
+            None
+        });
+        if test.is_none() && problems.is_empty() {
+            problems.push("test.json is missing".into());
+        }
+        let results = match read_json(&dir.join("results.json")) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        if !dir.join("history.jsonl").is_file() {
+            problems.push("history.jsonl is missing".into());
+        }
+        let mut info = RunInfo::from_json(default_name, test.as_ref(), results.as_ref());
+        if results.is_none() && problems.is_empty() {
+            problems.push("not checked yet (no results.json)".into());
+        }
+        info.problems = problems;
+        info
+    }
+}
+
+/// Everything needed to render one page.
+pub struct Page {
+    pub info: RunInfo,
+    pub data: PageData,
+    pub cx: Option<CxView>,
+    /// results.json as pretty JSON, shown folded at the bottom.
+    pub results_json: Option<String>,
+}
+
+/// Finds the counterexample in a CheckReport-shaped JSON: top-level `counterexample`, or the
+/// first one inside `per_key`.
+pub fn find_counterexample(results: &Value) -> Option<CxView> {
+    if let Some(cx) = results.get("counterexample").filter(|c| !c.is_null()) {
+        return Some(CxView::from_json(cx));
+    }
+    let per_key = results.get("per_key")?;
+    let entries: Vec<(Option<String>, &Value)> = match per_key {
+        Value::Object(m) => m.iter().map(|(k, v)| (Some(k.clone()), v)).collect(),
+        Value::Array(a) => a.iter().map(|v| (None, v)).collect(),
+        _ => return None,
+    };
+    entries.into_iter().find_map(|(k, v)| {
+        let cx = v.get("counterexample").filter(|c| !c.is_null())?;
+        let mut view = CxView::from_json(cx);
+        if view.key.is_none() {
+            view.key = k.or_else(|| v.get("key").and_then(display));
+        }
+        Some(view)
+    })
+}
+
+impl Page {
+    /// Loads a page from a run directory, tolerating missing and damaged files.
+    pub fn from_run_dir(dir: &Path) -> Page {
+        let default_name = dir
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let mut info = RunInfo::read_dir(dir, &default_name);
+        let results = read_json(&dir.join("results.json")).ok().flatten();
+        let (events, warnings) = match std::fs::read_to_string(dir.join("history.jsonl")) {
+            Ok(text) => parse_jsonl(&text),
+            Err(e) => (Vec::new(), vec![format!("cannot read history.jsonl: {e}")]),
+        };
+        let data = PageData::from_events(&events, warnings);
+        if info.start.is_none() {
+            info.start = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        }
+        Page::assemble(info, data, results.as_ref())
+    }
+
+    /// Joins header, page data and check result.
+    pub fn assemble(mut info: RunInfo, data: PageData, results: Option<&Value>) -> Page {
+        info.duration_s = Some(data.end_time as f64 / 1e9);
+        if info.ops.is_none() {
+            info.ops = Some(data.ops.len() as u64);
+        }
+        Page {
+            cx: results.and_then(find_counterexample),
+            results_json: results.map(|r| serde_json::to_string_pretty(r).unwrap_or_default()),
+            info,
+            data,
+        }
+    }
+}
+
+/// Writes `report.html`, `latency.svg` and `rate.svg` into `run_dir`; returns the path of
+/// `report.html`.
+#[allow(dead_code)] // Called by `splitbrain test` at the end of a run (cli/test.rs).
+pub fn write_run_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
+    let page = Page::from_run_dir(run_dir);
+    let latency = svg::latency_svg(&page.data);
+    let rate = svg::rate_svg(&page.data);
+    let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+        let path = run_dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    write("latency.svg", &latency)?;
+    write("rate.svg", &rate)?;
+    write("report.html", &html::render(&page, &latency, &rate))
+}
+
+/// Renders the page of a run directory in memory (for `serve`, when the run has no
+/// `report.html` yet, e.g. a crashed run).
+pub fn render_run_dir(run_dir: &Path) -> String {
+    let page = Page::from_run_dir(run_dir);
+    let latency = svg::latency_svg(&page.data);
+    let rate = svg::rate_svg(&page.data);
+    html::render(&page, &latency, &rate)
+}
+
+/// Writes the page for an offline history (`splitbrain check --report out.html FILE`).
+/// `events` are the history's events in DESIGN §1 JSON and `check` the CheckReport as JSON;
+#[allow(dead_code)] // Called by `splitbrain check --report` (cli/check.rs).
+pub fn write_history_report_json(
+    events: &[Value],
+    check: Option<&Value>,
+    title: &str,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let data = PageData::from_events(events, Vec::new());
+    let mut info = RunInfo::from_json(title, None, check);
+    info.name = title.to_string();
+    let page = Page::assemble(info, data, check);
+    let latency = svg::latency_svg(&page.data);
+    let rate = svg::rate_svg(&page.data);
+    std::fs::write(out, html::render(&page, &latency, &rate))
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(out.to_path_buf())
+}
+
+#[cfg(test)]
+#[path = "../../tests/fixtures/runs.rs"]
+mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::html::page_json;
+    use super::*;
+
+    fn b64_len(v: &Value) -> usize {
+        let s = v.as_str().unwrap();
+        s.len() / 4 * 3 - s.chars().rev().take_while(|&c| c == '=').count()
+    }
+
+    #[test]
+    fn run_of_100k_ops_keeps_every_op_in_the_page_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir =
+            fixtures::write_valid_run(tmp.path(), "big", "20261122T100000", 100_000, "splitbrain");
+        let page = Page::from_run_dir(&dir);
+        assert_eq!(page.data.ops.len(), 100_000);
+        assert!(page.data.warnings.is_empty(), "{:?}", page.data.warnings);
+        assert!(page.data.faults.len() >= 2, "partitions are fault periods");
+        let j = page_json(&page);
+        assert_eq!(j["n"], 100_000);
+        assert_eq!(b64_len(&j["start"]), 100_000 * 8, "one start per op");
+        assert_eq!(b64_len(&j["end"]), 100_000 * 8);
+        assert_eq!(b64_len(&j["lane"]), 100_000 * 4);
+        assert_eq!(b64_len(&j["outcome"]), 100_000);
+        assert_eq!(j["index"].as_array().unwrap().len(), 100_000);
+        let total = page.data.stats.last().unwrap();
+        assert_eq!(total.f, "all");
+        assert_eq!(total.in_fault.total() + total.out_of_fault.total(), 100_000);
+        assert!(
+            total.in_fault.fail + total.in_fault.info > 0,
+            "faults caused failures"
+        );
+        let path = write_run_report(&dir).unwrap();
+        let html = std::fs::read_to_string(&path).unwrap();
+        let svg_len = std::fs::metadata(dir.join("latency.svg")).unwrap().len();
+        eprintln!(
+            "report.html {} bytes, latency.svg {svg_len} bytes",
+            html.len()
+        );
+        assert!(html.contains("data-total-ops=\"100000\""));
+        assert!(
+            html.len() < 12_000_000,
+            "page stays compact: {} bytes",
+            html.len()
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://") || no_fetches(&html),
+            "no network fetches"
+        );
+        let svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+        assert!(
+            svg.len() < 5_000_000,
+            "latency.svg stays compact: {}",
+            svg.len()
+        );
+        assert!(dir.join("rate.svg").is_file());
+    }
+
+    /// True when the page has no element that would fetch (src/href to a URL, @import, url()).
+    fn no_fetches(html: &str) -> bool {
+        ![
+            "src=\"http",
+            "href=\"http",
+            "@import",
+            "url(http",
+            "fetch(",
+            "XMLHttpRequest",
+        ]
+        .iter()
+        .any(|p| html.contains(p))
+    }
+
+    #[test]
+    fn invalid_run_shows_badge_and_counterexample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fixtures::write_invalid_run(tmp.path(), "bad", "20261122T100000", "splitbrain");
+        let page = Page::from_run_dir(&dir);
+        assert_eq!(page.info.verdict, Some(Verdict::Invalid));
+        assert_eq!(page.info.target.as_deref(), Some("splitbrain"));
+        assert_eq!(page.info.nemesis.as_deref(), Some("partition"));
+        let cx = page
+            .cx
+            .as_ref()
+            .expect("counterexample read from results.json");
+        assert_eq!(cx.window.len(), 3);
+        assert_eq!(cx.prefix.len(), 3);
+        assert_eq!(cx.failing_index, Some(6));
+        assert_eq!(page.data.ops.len(), 4);
+        assert_eq!(page.data.faults.len(), 1);
+        let html = std::fs::read_to_string(write_run_report(&dir).unwrap()).unwrap();
+        assert!(html.contains("class=\"badge invalid\""));
+        assert!(html.contains("id=\"counterexample\""));
+        assert!(html.contains("id=\"cx-failing\""));
+        assert!(
+            html.contains("read 1"),
+            "the op that cannot be placed is named"
+        );
+        assert!(no_fetches(&html));
+    }
+
+    #[test]
+    fn damaged_run_still_renders_with_its_problems_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fixtures::write_damaged_run(tmp.path(), "broken", "20261122T100000");
+        let info = RunInfo::read_dir(&dir, "broken");
+        assert!(
+            info.problems
+                .iter()
+                .any(|p| p.contains("test.json is damaged")),
+            "{:?}",
+            info.problems
+        );
+        assert_eq!(info.verdict, None);
+        let page = Page::from_run_dir(&dir);
+        assert_eq!(page.data.ops.len(), 20);
+        assert!(
+            page.data.warnings.iter().any(|w| w.contains("line 41")),
+            "{:?}",
+            page.data.warnings
+        );
+        let html = render_run_dir(&dir);
+        assert!(html.contains("class=\"badge unknown\""));
+        assert!(html.contains("test.json is damaged"));
+    }
+
+    #[test]
+    fn counterexample_is_found_inside_per_key() {
+        let results = serde_json::json!({"valid": false, "per_key": {"k1": {"valid": true}, "k2": {"valid": false, "counterexample": {"failing": {"f": "read", "value": 3}}}}});
+        let cx = find_counterexample(&results).unwrap();
+        assert_eq!(cx.key.as_deref(), Some("k2"));
+        assert_eq!(cx.failing.as_deref(), Some("read 3"));
+    }
+
+    #[test]
+    fn history_report_is_written_for_offline_histories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out.html");
+        let check = serde_json::json!({"valid": false, "counterexample": fixtures::invalid_counterexample()});
+        write_history_report_json(
+            &fixtures::invalid_history(),
+            Some(&check),
+            "c01-bad.log",
+            &out,
+        )
+        .unwrap();
+        let html = std::fs::read_to_string(&out).unwrap();
+        assert!(html.contains("c01-bad.log"));
+        assert!(html.contains("data-total-ops=\"4\""));
+        assert!(html.contains("id=\"cx-failing\""));
+    }
+}
