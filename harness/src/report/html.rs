@@ -5,7 +5,7 @@
 //! # Data packing
 //! Per op, the timeline needs start, end, lane, function and outcome: these are packed as
 //! little-endian typed arrays in base64 (`start`/`end`: Float64 ns, `end` = -1 when open;
-//! `lane`: Uint32; `f`: Uint16; `outcome`: Uint8), about 29 bytes per op before base64. Hover
+//! `lane`, `pid` (index into `procs`): Uint32; `f`: Uint16; `outcome`: Uint8), about 33 bytes per op before base64. Hover
 //! details (index, key, values) are parallel JSON string arrays. Nothing is sampled: the arrays
 //! have one entry per op, and the page writes `data-total-ops` and, after each draw,
 //! `data-drawn-ops` (ops inside the view, all of which are painted).
@@ -62,12 +62,14 @@ pub fn page_json(page: &Page) -> Value {
     let mut start = Vec::with_capacity(d.ops.len() * 8);
     let mut end = Vec::with_capacity(d.ops.len() * 8);
     let mut lane = Vec::with_capacity(d.ops.len() * 4);
+    let mut pid = Vec::with_capacity(d.ops.len() * 4);
     let mut f = Vec::with_capacity(d.ops.len() * 2);
     let mut outcome = Vec::with_capacity(d.ops.len());
     for op in &d.ops {
         start.extend_from_slice(&(op.start as f64).to_le_bytes());
         end.extend_from_slice(&op.end.map(|e| e as f64).unwrap_or(-1.0).to_le_bytes());
         lane.extend_from_slice(&op.lane.to_le_bytes());
+        pid.extend_from_slice(&op.pid.to_le_bytes());
         let fi = d.fs.iter().position(|x| *x == op.f).unwrap_or(0) as u16;
         f.extend_from_slice(&fi.to_le_bytes());
         outcome.push(op.outcome.code());
@@ -76,6 +78,8 @@ pub fn page_json(page: &Page) -> Value {
         "n": d.ops.len(),
         "end_time": d.end_time,
         "lanes": d.lanes,
+        "procs": d.procs,
+        "pid": base64(&pid),
         "fs": d.fs,
         "start": base64(&start),
         "end": base64(&end),

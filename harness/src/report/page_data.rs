@@ -19,7 +19,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// How a client operation completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,8 +48,10 @@ pub struct Op {
     pub index: u64,
     /// The process as written (`"3"`, or a name for other histories).
     pub process: String,
-    /// Which lane of the timeline the process is drawn in (processes sorted numerically).
+    /// Which lane of the timeline the op is drawn in (see `from_events` for the packing).
     pub lane: u32,
+    /// Index of the process in [`PageData::procs`].
+    pub pid: u32,
     /// The operation's function (`read`, `write`, `cas`, …).
     pub f: String,
     pub key: Option<String>,
@@ -208,8 +211,10 @@ pub struct CxView {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PageData {
     pub ops: Vec<Op>,
-    /// Processes by lane.
+    /// Label of each lane: its first process, and how many followed it.
     pub lanes: Vec<String>,
+    /// Every process, sorted numerically then by name; [`Op::pid`] indexes it.
+    pub procs: Vec<String>,
     pub faults: Vec<Fault>,
     /// Function names in order of first appearance (stable colours).
     pub fs: Vec<String>,
@@ -368,6 +373,7 @@ impl PageData {
                         index,
                         process,
                         lane: 0,
+                        pid: 0,
                         f,
                         key: ev.get("key").filter(|k| !k.is_null()).map(compact),
                         invoke_value: value,
@@ -417,10 +423,48 @@ impl PageData {
             _ => a.cmp(b),
         });
         procs.dedup();
-        let lane_of: HashMap<&str, u32> = procs
+        // Lanes: a process never overlaps itself, and after an `info` its worker continues as
+        // a new process; so processes are packed into lanes, each taking the lane that fell
+        // free earliest (a new lane only when all are busy). With Jepsen's process numbering
+        // that is one lane per worker, however many `info`s there were.
+        let pid_of: HashMap<&str, u32> = procs
             .iter()
             .enumerate()
             .map(|(i, p)| (p.as_str(), i as u32))
+            .collect();
+        let mut span: Vec<(u64, u64)> = vec![(u64::MAX, 0); procs.len()];
+        for op in &ops {
+            let sp = &mut span[pid_of[op.process.as_str()] as usize];
+            sp.0 = sp.0.min(op.start);
+            sp.1 = sp.1.max(op.end.unwrap_or(end_time).max(op.start));
+        }
+        let mut order: Vec<usize> = (0..procs.len()).collect();
+        order.sort_by_key(|&i| (span[i].0, i));
+        let mut free: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+        let mut lane_procs: Vec<Vec<String>> = Vec::new();
+        let mut lane_of_pid = vec![0u32; procs.len()];
+        for i in order {
+            let (s, e) = span[i];
+            let lane = match free.peek() {
+                Some(&Reverse((end, lane))) if end < s => {
+                    free.pop();
+                    lane
+                }
+                _ => {
+                    lane_procs.push(Vec::new());
+                    (lane_procs.len() - 1) as u32
+                }
+            };
+            lane_procs[lane as usize].push(procs[i].clone());
+            lane_of_pid[i] = lane;
+            free.push(Reverse((e, lane)));
+        }
+        let lanes: Vec<String> = lane_procs
+            .iter()
+            .map(|ps| match ps.len() {
+                1 => ps[0].clone(),
+                n => format!("{} (+{} more)", ps[0], n - 1),
+            })
             .collect();
         let mut periods: Vec<(u64, u64)> = faults
             .iter()
@@ -429,12 +473,14 @@ impl PageData {
             .collect();
         periods.sort_unstable();
         for op in ops.iter_mut() {
-            op.lane = lane_of[op.process.as_str()];
+            op.pid = pid_of[op.process.as_str()];
+            op.lane = lane_of_pid[op.pid as usize];
             op.in_fault = periods.iter().any(|&(s, e)| s <= op.start && op.start < e);
         }
         let mut page = PageData {
             ops,
-            lanes: procs,
+            lanes,
+            procs,
             faults,
             fs,
             end_time,
@@ -696,21 +742,45 @@ mod tests {
             "an invoke without completion stays open"
         );
         assert_eq!(p.ops[2].outcome, Outcome::Info);
-        assert_eq!(p.lanes, vec!["0", "1", "2"]);
+        assert_eq!(p.procs, vec!["0", "1", "2"]);
+        assert_eq!(
+            p.lanes.len(),
+            2,
+            "p2 starts after p0 is done, so it takes p0's lane"
+        );
+        assert_eq!(p.ops[2].lane, p.ops[0].lane);
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]
-    fn lanes_sort_processes_numerically() {
+    fn successor_process_after_info_continues_in_the_same_lane() {
         let events = vec![
             ev(0, 1, json!(10), "invoke", "read", Value::Null),
             ev(1, 2, json!(9), "invoke", "read", Value::Null),
             ev(2, 3, json!(10), "ok", "read", Value::Null),
-            ev(3, 4, json!(9), "ok", "read", Value::Null),
+            ev(3, 4, json!(9), "info", "read", Value::Null),
+            ev(4, 5, json!(19), "invoke", "read", Value::Null),
+            ev(5, 6, json!(19), "ok", "read", Value::Null),
+            ev(6, 6, json!(10), "invoke", "read", Value::Null),
         ];
         let p = PageData::from_events(&events, vec![]);
-        assert_eq!(p.lanes, vec!["9", "10"]);
-        assert_eq!(p.ops[0].lane, 1);
+        assert_eq!(
+            p.procs,
+            vec!["9", "10", "19"],
+            "processes sorted numerically"
+        );
+        assert_eq!(p.lanes.len(), 2, "19 reuses a lane freed by 9's info");
+        assert_ne!(
+            p.ops[0].lane, p.ops[1].lane,
+            "overlapping processes get separate lanes"
+        );
+        assert_eq!(p.ops[0].lane, p.ops[3].lane, "a process keeps its lane");
+        assert_eq!(p.procs[p.ops[2].pid as usize], "19");
+        assert!(
+            p.lanes.iter().any(|l| l.contains("+1 more")),
+            "{:?}",
+            p.lanes
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
   }
   var n = D.n;
   var start = dec(D.start, Float64Array), end = dec(D.end, Float64Array);
-  var lane = dec(D.lane, Uint32Array), fidx = dec(D.f, Uint16Array), outc = dec(D.outcome, Uint8Array);
+  var lane = dec(D.lane, Uint32Array), pid = dec(D.pid, Uint32Array), fidx = dec(D.f, Uint16Array), outc = dec(D.outcome, Uint8Array);
   var T = Math.max(D.end_time, 1);
   var nl = D.lanes.length;
   var effEnd = new Float64Array(n);
@@ -129,7 +129,7 @@
     ctx.restore();
     // Lane labels and axis.
     ctx.fillStyle = "#444"; ctx.font = "10px sans-serif"; ctx.textBaseline = "middle";
-    if (laneH >= 9) for (var m = 0; m < nl; m++) ctx.fillText("p" + D.lanes[m], 4, y0 + m * laneH + laneH / 2);
+    if (laneH >= 9) for (var m = 0; m < nl; m++) ctx.fillText("p" + D.lanes[m].replace(/ \(.*/, "") + (D.lanes[m].indexOf("(") > 0 ? "…" : ""), 4, y0 + m * laneH + laneH / 2);
     else ctx.fillText(nl + " lanes", 2, y0 + 8);
     ctx.strokeStyle = "#999"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(GUTTER, y1 + 0.5); ctx.lineTo(W, y1 + 0.5); ctx.stroke();
@@ -203,7 +203,7 @@
       text = "fault: " + h.fault.description + "\n" + fmtS(h.fault.start) + " – " + fmtS(h.fault.end);
     } else {
       var k = h.op;
-      text = "process " + D.lanes[lane[k]] + " · op #" + D.index[k] + "\n" + D.fs[fidx[k]] +
+      text = "process " + D.procs[pid[k]] + " · op #" + D.index[k] + "\n" + D.fs[fidx[k]] +
         (D.key[k] != null ? " key " + D.key[k] : "") + " " + D.inv[k] + "\n" + OUT_NAME[outc[k]] +
         (D.res[k] != null ? " → " + D.res[k] : "") + "\ninvoked " + fmtS(start[k]) +
         (end[k] < 0 ? ", never completed" : ", latency " + fmtMs(end[k] - start[k]));
@@ -226,7 +226,7 @@
       if (k !== undefined) {
         if (o.start == null) o.start = start[k];
         if (o.end == null) o.end = end[k] < 0 ? null : end[k];
-        if (o.process == null) o.process = D.lanes[lane[k]];
+        if (o.process == null) o.process = D.procs[pid[k]];
       }
     });
     var order = {};
