@@ -1,0 +1,1 @@
+//! Wing & Gong's linearizability search with Lowe's memoisation. (Being built.)
