@@ -118,6 +118,23 @@ fn pct(x: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// Text shown inline is capped at 256 KiB; the files have the rest.
+fn cap(s: &str) -> String {
+    const MAX: usize = 256 * 1024;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n… ({} more bytes: see the file)",
+        &s[..end],
+        s.len() - end
+    )
+}
+
 /// Strips the XML prolog so an SVG can be inlined.
 fn inline_svg(svg: &str) -> &str {
     match svg.find("<svg") {
@@ -234,45 +251,70 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
         out.push_str("<section id=\"counterexample\"><h2>Why it is not linearizable</h2>");
         let _ = write!(
             out,
-            "<p>{}No order of the operations below is legal for the model: the ops in the <b>linearizable prefix</b> \
-             can be placed one after another (green, numbered, with the model state after each), but then the op in \
-             <b class=\"bad\">red</b> cannot be placed at any point its interval allows.</p>",
+            "<p>{}No order of these operations is legal for the model. The ops of the <b>linearizable prefix</b> \
+             can be placed one after another (green, numbered in that order, with the model state before and after \
+             each), but then the op in <b class=\"bad\">red</b> cannot be placed: every order the ops still open \
+             allow leaves the model in a state where its result is impossible. The bars show the window of \
+             concurrent ops (invoke → completion); the same ops are outlined in black on the timeline.</p>",
             cx.key.as_ref().map(|k| format!("Key <code>{}</code>: ", esc(k))).unwrap_or_default()
         );
         if let Some(m) = &cx.message {
             let _ = write!(out, "<p class=\"cxmsg\">{}</p>", esc(m));
         }
         out.push_str("<div id=\"cx-window\"></div><table class=\"cx-steps\" id=\"cx-steps\"><thead><tr><th>#</th><th>process</th><th>op</th><th>state before</th><th>state after</th></tr></thead><tbody>");
-        for (i, s) in cx.prefix.iter().enumerate() {
+        if cx.prefix_total > cx.prefix.len() {
+            let _ = write!(
+                out,
+                "<tr><td colspan=5 class=\"muted\">… {} earlier steps of the prefix not shown (see the JSON below)</td></tr>",
+                cx.prefix_total - cx.prefix.len()
+            );
+        }
+        for s in &cx.prefix {
             let _ = write!(
                 out,
                 "<tr class=\"ok\"><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
-                i + 1,
+                s.number,
                 esc(s.process.as_deref().unwrap_or("")),
                 esc(&s.op),
                 esc(s.before.as_deref().unwrap_or("?")),
                 esc(s.after.as_deref().unwrap_or("?"))
             );
         }
+        let replayed = cx.prefix.last().and_then(|s| s.after.clone());
         if let Some(f) = &cx.failing {
             let before = cx
-                .prefix
-                .last()
-                .and_then(|s| s.after.clone())
-                .or_else(|| cx.state.clone())
+                .state
+                .clone()
+                .or_else(|| replayed.clone())
                 .unwrap_or_else(|| "?".into());
             let _ = write!(
                 out,
-                "<tr class=\"bad\" id=\"cx-failing\"><td>✗</td><td></td><td><code>{}</code></td><td><code>{}</code></td><td>cannot be placed: no legal step</td></tr>",
+                "<tr class=\"bad\" id=\"cx-failing\"><td>✗</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>cannot be placed: no legal step</td></tr>",
+                esc(cx.failing_process.as_deref().unwrap_or("")),
                 esc(f),
                 esc(&before)
             );
         }
         out.push_str("</tbody></table>");
+        if let Some(state) = &cx.state {
+            let _ = write!(
+                out,
+                "<p>Model state after the prefix (from the checker): <code>{}</code>",
+                esc(state)
+            );
+            if replayed.as_ref().is_some_and(|r| r != state) && cx.prefix_total == cx.prefix.len() {
+                let _ = write!(
+                    out,
+                    " <span class=\"warn\">(replaying the prefix here gives <code>{}</code>)</span>",
+                    esc(replayed.as_deref().unwrap_or(""))
+                );
+            }
+            out.push_str("</p>");
+        }
         let _ = write!(
             out,
             "<details><summary>counterexample as JSON</summary><pre>{}</pre></details></section>\n",
-            esc(&cx.raw)
+            esc(&cap(&cx.raw))
         );
     } else if verdict == Verdict::Invalid {
         out.push_str("<section id=\"counterexample\"><h2>Why it is not linearizable</h2><p class=\"warn\">The check found this history invalid but recorded no counterexample.</p></section>");

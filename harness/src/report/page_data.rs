@@ -177,7 +177,11 @@ pub struct LatencyBucket {
 /// One step of the counterexample: an op linearized and the model state around it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CxStep {
+    /// 1-based position in the linearization.
+    pub number: usize,
     pub op: String,
+    /// `invoke_index` of the op in the history, when known.
+    pub index: Option<u64>,
     pub process: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
@@ -199,9 +203,13 @@ pub struct CxOp {
 pub struct CxView {
     pub key: Option<String>,
     pub window: Vec<CxOp>,
+    /// The last [`MAX_PREFIX_STEPS`] steps of the prefix.
     pub prefix: Vec<CxStep>,
+    /// Length of the whole prefix.
+    pub prefix_total: usize,
     pub failing: Option<String>,
     pub failing_index: Option<u64>,
+    pub failing_process: Option<String>,
     pub state: Option<String>,
     pub message: Option<String>,
     pub raw: String,
@@ -617,47 +625,108 @@ fn first<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
         .find_map(|n| v.get(*n).filter(|x| !x.is_null()))
 }
 
+/// A readable label of an op in the checker's JSON (`f`, `key`, `value`, `output`, `status`),
+/// e.g. `write 3`, `read → 2`, `cas k1 [1,2]`, `write 4 (info)`.
 fn op_label(v: &Value) -> String {
-    if let Some(obj) = v.as_object() {
-        let f = obj.get("f").map(compact).unwrap_or_default();
-        let mut s = f.trim_start_matches(':').to_string();
-        if let Some(k) = obj.get("key").filter(|k| !k.is_null()) {
-            s.push_str(&format!(" {}", compact(k)));
+    let Some(obj) = v.as_object() else {
+        return compact(v);
+    };
+    let f = obj.get("f").map(compact).unwrap_or_default();
+    let f = f.trim_start_matches(':');
+    let mut s = f.to_string();
+    if let Some(k) = obj.get("key").filter(|k| !k.is_null()) {
+        s.push_str(&format!(" {}", compact(k)));
+    }
+    let value = obj
+        .get("value")
+        .or_else(|| obj.get("input"))
+        .filter(|x| !x.is_null());
+    let output = obj
+        .get("output")
+        .or_else(|| obj.get("result"))
+        .filter(|x| !x.is_null());
+    let info = obj.get("status").and_then(Value::as_str) == Some("info");
+    let is_read = matches!(f, "read" | "get" | "r");
+    if let Some(x) = value.filter(|_| !is_read || output.is_none()) {
+        s.push(' ');
+        s.push_str(&x.to_string());
+    }
+    match output {
+        Some(o) if Some(o) != value || is_read => {
+            s.push_str(" → ");
+            s.push_str(&o.to_string());
         }
-        for (name, sep) in [
-            ("input", " "),
-            ("value", " "),
-            ("output", " → "),
-            ("result", " → "),
-        ] {
-            if let Some(x) = obj.get(name) {
-                s.push_str(sep);
-                s.push_str(&x.to_string());
-            }
-        }
-        if s.trim().is_empty() {
-            v.to_string()
-        } else {
-            s
-        }
+        None if is_read && !info => s.push_str(" → null"),
+        _ => {}
+    }
+    if info {
+        s.push_str(" (info)");
+    }
+    if s.trim().is_empty() {
+        v.to_string()
     } else {
-        compact(v)
+        s
     }
 }
 
 fn state_string(v: Option<&Value>) -> Option<String> {
     v.map(|s| match s {
-        Value::String(x) => x.clone(),
+        Value::String(x) => format!("{x:?}"),
         other => other.to_string(),
     })
 }
 
+/// Applies one linearized op to a model state, for the states shown beside each step of the
+/// prefix. Semantics of the checker's models (DESIGN §2): register and cas-register (and each
+/// key of kv) start absent (`null`): `write v` → v, `cas [a, b]` → b unless its output is
+/// `false` (an observed failed compare), reads change nothing; append-kv starts `""`: `put v`
+/// → v, `append v` → state + v, `get` changes nothing. `None` for an unknown function.
+pub fn replay_step(state: &Value, op: &Value) -> Option<Value> {
+    let f = op.get("f").and_then(Value::as_str)?.trim_start_matches(':');
+    let value = op.get("value").unwrap_or(&Value::Null);
+    match f {
+        "read" | "get" | "r" => Some(state.clone()),
+        "write" | "put" | "w" => Some(value.clone()),
+        "cas" => {
+            if op.get("output") == Some(&Value::Bool(false)) {
+                Some(state.clone())
+            } else {
+                value.as_array().and_then(|a| a.get(1)).cloned()
+            }
+        }
+        "append" => {
+            let cur = state.as_str().unwrap_or("");
+            Some(Value::String(format!(
+                "{cur}{}",
+                value.as_str().unwrap_or(&compact(value))
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The initial state of a model by name.
+fn initial_state(model: Option<&str>) -> Value {
+    match model {
+        Some("append-kv") => Value::String(String::new()),
+        _ => Value::Null,
+    }
+}
+
+/// At most this many ops of the window are drawn (the checker's window is the smallest one).
+pub const MAX_WINDOW_OPS: usize = 500;
+
+/// At most this many prefix steps are kept for the page (the last ones, nearest the failure).
+pub const MAX_PREFIX_STEPS: usize = 200;
+
 impl CxView {
-    /// Reads a counterexample from the checker's JSON. Looks for the window of concurrent ops
-    /// (`window`/`ops`/`concurrent`), the linearizable prefix (`prefix`/`linearized`/`steps`,
-    /// each with `op` and `state_before`/`state_after`), the op that cannot be placed
-    /// (`failing`/`op`/`unplaceable`) and the model state (`state`/`model_state`).
-    pub fn from_json(cx: &Value) -> CxView {
+    /// Reads a counterexample from the checker's JSON (`splitbrain_checker::Counterexample`:
+    /// `key`, `op` that cannot be placed, `window` of concurrent ops, `prefix` in linearization
+    /// order, `state` after the prefix; ops carry `invoke_index`, `invoke_time`,
+    /// `complete_time`). Other shapes are read where their fields have the usual names
+    /// (`failing`, `state_before`/`state_after` per step). When the steps carry no states they
+    /// are recomputed with [`replay_step`] from `model`'s initial state.
+    pub fn from_json(cx: &Value, model: Option<&str>) -> CxView {
         let mut view = CxView {
             raw: serde_json::to_string_pretty(cx).unwrap_or_default(),
             key: first(cx, &["key", "partition"]).map(compact),
@@ -667,7 +736,7 @@ impl CxView {
         };
         if let Some(window) = first(cx, &["window", "ops", "concurrent"]).and_then(Value::as_array)
         {
-            view.window = window.iter().map(cx_op).collect();
+            view.window = window.iter().take(MAX_WINDOW_OPS).map(cx_op).collect();
         }
         if let Some(prefix) = first(
             cx,
@@ -675,37 +744,60 @@ impl CxView {
         )
         .and_then(Value::as_array)
         {
-            view.prefix = prefix
-                .iter()
-                .map(|s| {
-                    let op = s.get("op").unwrap_or(s);
-                    CxStep {
-                        op: op_label(op),
-                        process: op.get("process").and_then(process_name),
-                        before: state_string(first(s, &["state_before", "before"])),
-                        after: state_string(first(s, &["state_after", "after", "state"])),
+            let mut state = initial_state(model);
+            let mut replay_ok = true;
+            let mut steps = Vec::with_capacity(prefix.len());
+            for (i, s) in prefix.iter().enumerate() {
+                let op = s.get("op").filter(|o| o.is_object()).unwrap_or(s);
+                let mut step = CxStep {
+                    number: i + 1,
+                    op: op_label(op),
+                    process: op.get("process").and_then(process_name),
+                    index: op_index(op),
+                    before: state_string(first(s, &["state_before", "before"])),
+                    after: state_string(first(s, &["state_after", "after"])),
+                };
+                if step.before.is_none() && step.after.is_none() && replay_ok {
+                    match replay_step(&state, op) {
+                        Some(next) => {
+                            step.before = state_string(Some(&state));
+                            step.after = state_string(Some(&next));
+                            state = next;
+                        }
+                        None => replay_ok = false,
                     }
-                })
-                .collect();
+                }
+                steps.push(step);
+            }
+            view.prefix_total = steps.len();
+            if steps.len() > MAX_PREFIX_STEPS {
+                steps.drain(..steps.len() - MAX_PREFIX_STEPS);
+            }
+            view.prefix = steps;
         }
         if let Some(f) = first(
             cx,
             &["failing", "unplaceable", "op", "failed_op", "last_op"],
         ) {
             view.failing = Some(op_label(f));
-            view.failing_index = f.get("index").and_then(Value::as_u64);
+            view.failing_index = op_index(f);
+            view.failing_process = f.get("process").and_then(process_name);
         }
         view
     }
+}
+
+fn op_index(v: &Value) -> Option<u64> {
+    first(v, &["invoke_index", "index"]).and_then(Value::as_u64)
 }
 
 fn cx_op(v: &Value) -> CxOp {
     CxOp {
         label: op_label(v),
         process: v.get("process").and_then(process_name),
-        index: v.get("index").and_then(Value::as_u64),
-        start: first(v, &["start", "call", "invoke_time", "time"]).and_then(Value::as_f64),
-        end: first(v, &["end", "return", "complete_time"]).and_then(Value::as_f64),
+        index: op_index(v),
+        start: first(v, &["invoke_time", "start", "time"]).and_then(Value::as_f64),
+        end: first(v, &["complete_time", "end"]).and_then(Value::as_f64),
     }
 }
 
@@ -883,12 +975,16 @@ mod tests {
             "failing": {"process": 2, "f": "read", "value": 1, "index": 7},
             "state": 2
         });
-        let v = CxView::from_json(&cx);
+        let v = CxView::from_json(&cx, None);
         assert_eq!(v.key.as_deref(), Some("k3"));
         assert_eq!(v.window.len(), 2);
         assert_eq!(v.window[1].index, Some(7));
         assert_eq!(v.prefix.len(), 1);
-        assert_eq!(v.prefix[0].after.as_deref(), Some("2"));
+        assert_eq!(
+            v.prefix[0].after.as_deref(),
+            Some("\"2\""),
+            "given states are shown as JSON"
+        );
         assert_eq!(v.failing_index, Some(7));
         assert!(v.failing.as_deref().unwrap().starts_with("read"));
         assert_eq!(v.state.as_deref(), Some("2"));

@@ -229,10 +229,14 @@
         if (o.process == null) o.process = D.procs[pid[k]];
       }
     });
+    // Number each window op by its place in the prefix: by history index, else by label.
     var order = {};
-    cx.prefix.forEach(function (s, i) {
+    cx.prefix.forEach(function (s) {
       for (var w = 0; w < win.length; w++) {
-        if (order[w] == null && win[w].label === s.op && (s.process == null || win[w].process === s.process)) { order[w] = i + 1; return; }
+        if (order[w] != null) continue;
+        var same = s.index != null && win[w].index != null ? s.index === win[w].index
+          : win[w].label === s.op && (s.process == null || win[w].process === s.process);
+        if (same) { order[w] = s.number; return; }
       }
     });
     var procs = [];
