@@ -191,6 +191,17 @@ fn index_and_reports_render_in_headless_chromium() {
         Some("badge valid")
     );
     browser.screenshot(&big_url, "report-valid-100k.png", "1280,2200");
+    // The page's own benchmark: 40 zoom/pan redraws of 100,000 ops.
+    let bench = browser.dom(&format!("{big_url}#bench"));
+    let median = attr_of(&bench, "<body", "data-bench-draw-ms").expect("the bench ran");
+    let max = attr_of(&bench, "<body", "data-bench-draw-max-ms").unwrap_or_default();
+    eprintln!(
+        "timeline redraw of {BIG} ops in headless chromium: median {median} ms, max {max} ms"
+    );
+    assert_eq!(
+        attr_of(&bench, "id=\"timeline\"", "data-drawn-ops").as_deref(),
+        Some("100000")
+    );
 
     let bad_url = serve.url("/runs/register-bad/20261122T110000/report.html");
     let bad = browser.dom(&bad_url);

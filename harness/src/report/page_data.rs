@@ -497,7 +497,9 @@ impl PageData {
             ..PageData::default()
         };
         page.compute_stats();
-        page.compute_series(100);
+        // About 10 completions per bucket, between 10 and 100 buckets.
+        let buckets = (page.ops.len() as u64 / 10).clamp(10, 100);
+        page.compute_series(buckets);
         page
     }
 

@@ -283,5 +283,19 @@
   draw();
   var cxDrawn = drawCx();
   document.body.setAttribute("data-cx-drawn", String(cxDrawn));
+  // `#bench`: time 40 zoom/pan redraws of the timeline (each draws every op in view) and
+  // record the median in ms, for the browser test to report.
+  if (location.hash === "#bench") {
+    var times = [], now = function () { return performance.now(); };
+    for (var b = 0; b < 40; b++) {
+      if (b % 2) zoomAt(GUTTER + (W - GUTTER) * ((b * 37) % 100) / 100, b < 20 ? 0.8 : 1.25);
+      else { var span = view.t1 - view.t0; view.t0 += span * 0.05; view.t1 += span * 0.05; clampView(); }
+      var t0 = now(); draw(); times.push(now() - t0);
+    }
+    view.t0 = 0; view.t1 = T; draw();
+    times.sort(function (a, c) { return a - c; });
+    document.body.setAttribute("data-bench-draw-ms", times[times.length >> 1].toFixed(2));
+    document.body.setAttribute("data-bench-draw-max-ms", times[times.length - 1].toFixed(2));
+  }
   document.body.setAttribute("data-ready", "1");
 })();
