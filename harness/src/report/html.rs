@@ -311,6 +311,13 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
             }
             out.push_str("</p>");
         }
+        if let Some(text) = &cx.text {
+            let _ = write!(
+                out,
+                "<details open><summary>the checker's account</summary><pre>{}</pre></details>",
+                esc(&cap(text))
+            );
+        }
         let _ = write!(
             out,
             "<details><summary>counterexample as JSON</summary><pre>{}</pre></details></section>\n",

@@ -94,6 +94,25 @@ fn display(v: &Value) -> Option<String> {
     }
 }
 
+/// `20261122T101500` → `2026-11-22 10:15:00 UTC`; anything else unchanged.
+fn pretty_timestamp(s: &str) -> String {
+    let b = s.as_bytes();
+    if b.len() >= 15 && b[8] == b'T' && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit) {
+        format!(
+            "{}-{}-{} {}:{}:{} UTC{}",
+            &s[..4],
+            &s[4..6],
+            &s[6..8],
+            &s[9..11],
+            &s[11..13],
+            &s[13..15],
+            &s[15..]
+        )
+    } else {
+        s.to_string()
+    }
+}
+
 fn field(v: &Value, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| {
         // Allow one level of nesting as `a.b`.
@@ -125,18 +144,33 @@ impl RunInfo {
         let null = Value::Null;
         let t = test.unwrap_or(&null);
         let r = results.unwrap_or(&null);
+        // The runner nests the CheckReport under `checker`; `splitbrain check` writes it bare.
+        let c = r.get("checker").filter(|c| c.is_object()).unwrap_or(r);
         let mut info = RunInfo {
-            name: field(t, &["name", "test_name", "test"])
+            name: field(t, &["name", "options.name", "test_name", "test"])
                 .unwrap_or_else(|| default_name.to_string()),
             target: field(t, &["target", "options.target"]),
             workload: field(t, &["workload", "options.workload"]),
             nemesis: field(t, &["nemesis", "options.nemesis"]),
             seed: field(t, &["seed", "options.seed"]),
-            start: field(t, &["start_time", "start", "started_at", "started"]),
-            verdict: results.map(|r| Verdict::from_json(r.get("valid"))),
-            ops: r.get("ops").and_then(Value::as_u64),
+            start: field(t, &["start_time", "started", "start", "started_at"])
+                .map(|s| pretty_timestamp(&s)),
+            verdict: results.map(|r| Verdict::from_json(r.get("valid").or_else(|| c.get("valid")))),
+            ops: c.get("ops").and_then(Value::as_u64),
             ..RunInfo::default()
         };
+        for key in [
+            "options.nodes",
+            "options.concurrency",
+            "options.rate",
+            "options.time_limit_s",
+            "options.net",
+        ] {
+            if let Some(v) = field(t, &[key]) {
+                info.check_summary
+                    .push((key.trim_start_matches("options.").to_string(), v));
+            }
+        }
         for key in [
             "model",
             "elapsed_ms",
@@ -144,19 +178,21 @@ impl RunInfo {
             "partitions.invalid",
             "partitions.unknown",
         ] {
-            if let Some(v) = field(r, &[key]) {
-                info.check_summary.push((key.to_string(), v));
+            if let Some(v) = field(c, &[key]) {
+                let name = if key == "elapsed_ms" { "check ms" } else { key };
+                info.check_summary.push((name.to_string(), v));
             }
         }
-        if let Some(stats) = r
-            .get("statistics")
-            .or_else(|| r.get("stats"))
-            .and_then(Value::as_object)
-        {
-            for (k, v) in stats.iter().take(20) {
-                if let Some(s) = display(v).filter(|_| !v.is_object()) {
-                    info.check_summary.push((k.clone(), s));
-                }
+        if r.get("interrupted") == Some(&Value::Bool(true)) {
+            info.problems
+                .push("the run was interrupted before its time limit".into());
+        }
+        if let Some(crashed) = r.get("crashed_members").and_then(Value::as_object) {
+            for (id, status) in crashed {
+                info.problems.push(format!(
+                    "member {id} exited on its own ({}); see nodes/{id}.log",
+                    display(status).unwrap_or_default()
+                ));
             }
         }
         info
@@ -187,6 +223,7 @@ impl RunInfo {
         if results.is_none() && problems.is_empty() {
             problems.push("not checked yet (no results.json)".into());
         }
+        problems.append(&mut info.problems);
         info.problems = problems;
         info
     }
@@ -204,9 +241,19 @@ pub struct Page {
 /// Finds the counterexample in a CheckReport-shaped JSON: top-level `counterexample`, or the
 /// first one inside `per_key`.
 pub fn find_counterexample(results: &Value) -> Option<CxView> {
+    let text = results
+        .get("counterexample_text")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let results = results
+        .get("checker")
+        .filter(|c| c.is_object())
+        .unwrap_or(results);
     let model = results.get("model").and_then(Value::as_str);
     if let Some(cx) = results.get("counterexample").filter(|c| !c.is_null()) {
-        return Some(CxView::from_json(cx, model));
+        let mut view = CxView::from_json(cx, model);
+        view.text = text;
+        return Some(view);
     }
     let per_key = results.get("per_key")?;
     let entries: Vec<(Option<String>, &Value)> = match per_key {
@@ -454,6 +501,28 @@ mod tests {
         assert_eq!(page.info.verdict, Some(Verdict::Invalid));
         assert_eq!(page.info.target.as_deref(), Some("splitbrain"));
         assert_eq!(page.info.nemesis.as_deref(), Some("partition"));
+        assert_eq!(page.info.start.as_deref(), Some("2026-11-22 10:00:00 UTC"));
+        assert_eq!(page.info.seed.as_deref(), Some("11"));
+        assert!(
+            page.info
+                .check_summary
+                .contains(&("concurrency".into(), "10".into())),
+            "{:?}",
+            page.info.check_summary
+        );
+        assert!(page
+            .info
+            .check_summary
+            .contains(&("model".into(), "register".into())));
+        assert!(page.info.problems.is_empty(), "{:?}", page.info.problems);
+        assert!(page
+            .cx
+            .as_ref()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("cannot be placed"));
         let cx = page
             .cx
             .as_ref()

@@ -212,6 +212,8 @@ pub struct CxView {
     pub failing_process: Option<String>,
     pub state: Option<String>,
     pub message: Option<String>,
+    /// The checker's own account (`Counterexample::to_text`), when the run stored it.
+    pub text: Option<String>,
     pub raw: String,
 }
 
