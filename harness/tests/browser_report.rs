@@ -191,6 +191,17 @@ fn index_and_reports_render_in_headless_chromium() {
         Some("badge valid")
     );
     browser.screenshot(&big_url, "report-valid-100k.png", "1280,2200");
+    let zoomed = format!("{big_url}#view=2.9,3.05");
+    let dom = browser.dom(&zoomed);
+    let in_view: u64 = attr_of(&dom, "id=\"timeline\"", "data-drawn-ops")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        in_view > 0 && in_view < 2_000,
+        "a 150 ms window holds a few hundred ops: {in_view}"
+    );
+    browser.screenshot(&zoomed, "report-valid-zoomed.png", "1280,1100");
     // The page's own benchmark: 40 zoom/pan redraws of 100,000 ops.
     let bench = browser.dom(&format!("{big_url}#bench"));
     let median = attr_of(&bench, "<body", "data-bench-draw-ms").expect("the bench ran");
@@ -201,6 +212,13 @@ fn index_and_reports_render_in_headless_chromium() {
     assert_eq!(
         attr_of(&bench, "id=\"timeline\"", "data-drawn-ops").as_deref(),
         Some("100000")
+    );
+    // The page moves a synthetic mouse over the middle of one op's bar: the tooltip names it.
+    let expected = attr_of(&bench, "<body", "data-hover-expected").expect("hover check ran");
+    let shown = attr_of(&bench, "<body", "data-hover-text").unwrap_or_default();
+    assert!(
+        shown.starts_with("process ") && shown.ends_with(&expected),
+        "hover shows {shown:?}, expected {expected}"
     );
 
     let bad_url = serve.url("/runs/register-bad/20261122T110000/report.html");

@@ -186,13 +186,16 @@
     }
     var l = Math.floor((y - TOP) / laneH);
     if (l < 0 || l >= nl) return null;
-    var t2 = tOf(x), tol2 = 2 * (view.t1 - view.t0) / W, ops = laneOps[l], best = -1;
+    var t2 = tOf(x), tol2 = 2 * (view.t1 - view.t0) / W, ops = laneOps[l], best = -1, near = 0;
     for (var j = firstReaching(l, t2 - tol2); j < ops.length; j++) {
       var k = ops[j];
       if (start[k] > t2 + tol2) break;
-      if (effEnd[k] >= t2 - tol2) { best = k; if (start[k] <= t2 && effEnd[k] >= t2) break; }
+      if (effEnd[k] >= t2 - tol2) {
+        near++;
+        if (best < 0 || (start[k] <= t2 && effEnd[k] >= t2)) best = k;
+      }
     }
-    return best < 0 ? null : { op: best };
+    return best < 0 ? null : { op: best, near: near };
   }
   canvas.addEventListener("mousemove", function (e) {
     if (drag) { tip.hidden = true; return; }
@@ -206,7 +209,8 @@
       text = "process " + D.procs[pid[k]] + " · op #" + D.index[k] + "\n" + D.fs[fidx[k]] +
         (D.key[k] != null ? " key " + D.key[k] : "") + " " + D.inv[k] + "\n" + OUT_NAME[outc[k]] +
         (D.res[k] != null ? " → " + D.res[k] : "") + "\ninvoked " + fmtS(start[k]) +
-        (end[k] < 0 ? ", never completed" : ", latency " + fmtMs(end[k] - start[k]));
+        (end[k] < 0 ? ", never completed" : ", latency " + fmtMs(end[k] - start[k])) +
+        (h.near > 1 ? "\n(" + h.near + " ops of this lane under the cursor: zoom in to tell them apart)" : "");
     }
     tip.textContent = text; tip.hidden = false;
     tip.style.left = Math.min(e.offsetX + 14, W - 260) + "px"; tip.style.top = (e.offsetY + 14) + "px";
@@ -279,6 +283,9 @@
     return placed;
   }
 
+  // `#view=FROM,TO` (seconds) opens the timeline zoomed to that window.
+  var hv = /^#view=([0-9.]+),([0-9.]+)$/.exec(location.hash);
+  if (hv && +hv[2] > +hv[1]) { view.t0 = hv[1] * 1e9; view.t1 = hv[2] * 1e9; clampView(); }
   resize();
   draw();
   var cxDrawn = drawCx();
@@ -293,6 +300,18 @@
       var t0 = now(); draw(); times.push(now() - t0);
     }
     view.t0 = 0; view.t1 = T; draw();
+    // Hover check: a synthetic mouse move over the middle of a bar must show that op.
+    if (n > 0) {
+      var ops0 = laneOps[lane[0]], k0 = ops0[ops0.length >> 1];
+      var rect = canvas.getBoundingClientRect();
+      var pad = Math.max(effEnd[k0] - start[k0], 1000);
+      view.t0 = start[k0] - pad; view.t1 = effEnd[k0] + pad; draw();
+      var hx = xOf((start[k0] + effEnd[k0]) / 2), hy = TOP + lane[k0] * laneH + laneH / 2;
+      canvas.dispatchEvent(new MouseEvent("mousemove", { clientX: rect.left + hx, clientY: rect.top + hy, bubbles: true }));
+      document.body.setAttribute("data-hover-expected", "op #" + D.index[k0]);
+      document.body.setAttribute("data-hover-text", tip.hidden ? "" : tip.textContent.split("\n")[0]);
+      tip.hidden = true; view.t0 = 0; view.t1 = T; draw();
+    }
     times.sort(function (a, c) { return a - c; });
     document.body.setAttribute("data-bench-draw-ms", times[times.length >> 1].toFixed(2));
     document.body.setAttribute("data-bench-draw-max-ms", times[times.length - 1].toFixed(2));
