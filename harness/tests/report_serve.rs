@@ -138,3 +138,50 @@ fn reports_are_rendered_for_runs_without_one_and_compare_shows_two() {
     let (status, _) = serve.get("/compare?run=register-etcd%2F20261122T110000");
     assert_eq!(status, 400);
 }
+
+#[test]
+fn sigterm_shuts_the_server_down_gracefully() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = store(tmp.path());
+    let mut serve = Serve::start(&root);
+    assert_eq!(serve.get("/").0, 200);
+    let status = serve
+        .terminate(std::time::Duration::from_secs(10))
+        .expect("serve exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn other_methods_and_unknown_paths_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = store(tmp.path());
+    let serve = Serve::start(&root);
+    assert_eq!(serve.get("/nope").0, 404);
+    assert_eq!(
+        serve
+            .get("/runs/register-etcd/20261122T110000/missing.json")
+            .0,
+        404
+    );
+    let mut s = std::net::TcpStream::connect(serve.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let body = "x".repeat(64 * 1024);
+    use std::io::{Read, Write};
+    let _ = write!(
+        s,
+        "POST / HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        status == 405 || status == 413,
+        "POST with a 64 KiB body: {status}"
+    );
+}
