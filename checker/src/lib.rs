@@ -20,5 +20,6 @@ pub mod search;
 
 pub use model::ModelKind;
 pub use report::{
-    check, CheckOptions, CheckReport, Counterexample, KeyResult, PartitionCounts, Progress, Verdict,
+    check, try_check, CheckError, CheckOptions, CheckReport, Counterexample, KeyResult,
+    PartitionCounts, Progress, Verdict,
 };

@@ -52,3 +52,452 @@ impl FromStr for ModelKind {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compiled models. A partition's ops are compiled once into small inputs over interned values,
+// so that `step` compares integers.
+// ---------------------------------------------------------------------------------------------
+
+use crate::history::{Op, OpStatus};
+use crate::search::{FxBuild, SearchModel};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// An op the model cannot interpret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("line {line}: op f {f:?} is not an operation of model {model} (expected {expected})")]
+    Unsupported {
+        line: usize,
+        f: String,
+        model: ModelKind,
+        expected: &'static str,
+    },
+    #[error("line {line}: {f} value {found}: expected {expected}")]
+    BadValue {
+        line: usize,
+        f: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error(
+        "line {line}: op has key {key} but model {model} is a single register (expected --model kv)"
+    )]
+    Keyed {
+        line: usize,
+        key: String,
+        model: ModelKind,
+    },
+}
+
+/// Interns JSON values as small ids; id 0 is `null` (absent).
+#[derive(Default)]
+struct ValueIds {
+    ids: HashMap<String, u32>,
+    values: Vec<Value>,
+}
+
+impl ValueIds {
+    fn new() -> Self {
+        let mut v = ValueIds::default();
+        v.id(&Value::Null);
+        v
+    }
+    fn id(&mut self, v: &Value) -> u32 {
+        let k = v.to_string();
+        if let Some(&i) = self.ids.get(&k) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.values.push(v.clone());
+        self.ids.insert(k, i);
+        i
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RegInput {
+    Read(u32),
+    Write(u32),
+    /// `ok`: Some(true) = the compare succeeded, Some(false) = observed failed compare
+    /// (Porcupine's etcd reading), None = unknown (`info`).
+    Cas {
+        from: u32,
+        to: u32,
+        ok: Option<bool>,
+    },
+}
+
+/// `register` and `cas-register` (also each key of `kv`): state = id of the current value.
+pub(crate) struct RegisterModel {
+    pub inputs: Vec<RegInput>,
+    values: Vec<Value>,
+}
+
+impl SearchModel for RegisterModel {
+    type State = u32;
+    fn init(&self) -> u32 {
+        0
+    }
+    #[inline]
+    fn step(&self, s: &u32, op: usize) -> Option<u32> {
+        match self.inputs[op] {
+            RegInput::Read(v) => (v == *s).then_some(*s),
+            RegInput::Write(v) => Some(v),
+            RegInput::Cas { from, to, ok } => match ok {
+                Some(true) => (from == *s).then_some(to),
+                Some(false) => (from != *s).then_some(*s),
+                None => Some(if from == *s { to } else { *s }),
+            },
+        }
+    }
+    fn describe(&self, s: &u32) -> Value {
+        self.values[*s as usize].clone()
+    }
+    fn input_class(&self, op: usize) -> Option<u64> {
+        Some(match self.inputs[op] {
+            RegInput::Read(v) => v as u64,
+            RegInput::Write(v) => 1 << 62 | v as u64,
+            RegInput::Cas { from, to, ok } => {
+                let ok = match ok {
+                    None => 0,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                };
+                (2 + ok) << 60 | (from as u64) << 30 | to as u64
+            }
+        })
+    }
+}
+
+/// A compiled partition: the ops kept (indices into the history) and the model.
+pub(crate) enum Compiled {
+    Register(RegisterModel),
+    AppendKv(AppendKvModel),
+}
+
+fn bad(op: &Op, expected: &'static str, v: &Value) -> ModelError {
+    ModelError::BadValue {
+        line: op.line,
+        f: op.f.clone(),
+        found: v.to_string(),
+        expected,
+    }
+}
+
+/// Compiles the ops `idx` of one partition. Returns the kept ops (reads with unknown results
+/// constrain nothing and are dropped) and the model.
+pub(crate) fn compile(
+    kind: ModelKind,
+    ops: &[Op],
+    idx: &[usize],
+) -> Result<(Vec<usize>, Compiled), ModelError> {
+    match kind {
+        ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv => {
+            let allow_cas = kind != ModelKind::Register;
+            let expected = if allow_cas {
+                "read, write or cas"
+            } else {
+                "read or write"
+            };
+            let mut ids = ValueIds::new();
+            let mut kept = Vec::with_capacity(idx.len());
+            let mut inputs = Vec::with_capacity(idx.len());
+            for &i in idx {
+                let op = &ops[i];
+                if kind != ModelKind::Kv {
+                    if let Some(k) = &op.key {
+                        return Err(ModelError::Keyed {
+                            line: op.line,
+                            key: k.to_string(),
+                            model: kind,
+                        });
+                    }
+                }
+                let info = op.status == OpStatus::Info;
+                let input = match op.f.as_str() {
+                    "read" => {
+                        if info {
+                            continue;
+                        }
+                        RegInput::Read(ids.id(&op.output))
+                    }
+                    "write" => RegInput::Write(ids.id(&op.value)),
+                    "cas" if allow_cas => {
+                        let Some([from, to]) = op
+                            .value
+                            .as_array()
+                            .and_then(|a| <&[Value; 2]>::try_from(a.as_slice()).ok())
+                        else {
+                            return Err(bad(op, "a list [from, to]", &op.value));
+                        };
+                        let ok = if info {
+                            None
+                        } else {
+                            Some(op.output != Value::Bool(false))
+                        };
+                        RegInput::Cas {
+                            from: ids.id(from),
+                            to: ids.id(to),
+                            ok,
+                        }
+                    }
+                    _ => {
+                        return Err(ModelError::Unsupported {
+                            line: op.line,
+                            f: op.f.clone(),
+                            model: kind,
+                            expected,
+                        })
+                    }
+                };
+                kept.push(i);
+                inputs.push(input);
+            }
+            Ok((
+                kept,
+                Compiled::Register(RegisterModel {
+                    inputs,
+                    values: ids.values,
+                }),
+            ))
+        }
+        ModelKind::AppendKv => {
+            let mut m = AppendKvModel::default();
+            m.intern(String::new());
+            let mut kept = Vec::with_capacity(idx.len());
+            for &i in idx {
+                let op = &ops[i];
+                let info = op.status == OpStatus::Info;
+                let s = |v: &Value| -> Result<String, ModelError> {
+                    match v {
+                        Value::String(s) => Ok(s.clone()),
+                        Value::Null => Ok(String::new()),
+                        v => Err(bad(op, "a string", v)),
+                    }
+                };
+                let input = match op.f.as_str() {
+                    "get" | "read" => {
+                        if info {
+                            continue;
+                        }
+                        let v = s(&op.output)?;
+                        AppInput::Get(m.intern(v))
+                    }
+                    "put" | "write" => {
+                        let v = s(&op.value)?;
+                        AppInput::Put(m.intern(v))
+                    }
+                    "append" => AppInput::Append {
+                        elem: s(&op.value)?,
+                        after: None,
+                    },
+                    _ => {
+                        return Err(ModelError::Unsupported {
+                            line: op.line,
+                            f: op.f.clone(),
+                            model: kind,
+                            expected: "get, put or append",
+                        })
+                    }
+                };
+                kept.push(i);
+                m.inputs.push(input);
+            }
+            m.add_order_hints();
+            Ok((kept, Compiled::AppendKv(m)))
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum AppInput {
+    Get(u32),
+    Put(u32),
+    /// Append `elem`; `after`: the state it must be appended to, when the reads reveal it.
+    Append {
+        elem: String,
+        after: Option<u32>,
+    },
+}
+
+/// Porcupine's kv model for one key: state = id of the interned string, initial `""`.
+#[derive(Default)]
+pub(crate) struct AppendKvModel {
+    pub inputs: Vec<AppInput>,
+    strings: RefCell<Vec<String>>,
+    ids: RefCell<HashMap<String, u32>>,
+    /// (state, op) → state after the append.
+    appended: RefCell<HashMap<(u32, usize), u32, FxBuild>>,
+}
+
+impl AppendKvModel {
+    fn intern(&self, s: String) -> u32 {
+        let mut ids = self.ids.borrow_mut();
+        if let Some(&i) = ids.get(&s) {
+            return i;
+        }
+        let mut strings = self.strings.borrow_mut();
+        let i = strings.len() as u32;
+        strings.push(s.clone());
+        ids.insert(s, i);
+        i
+    }
+
+    /// Version-order hints from unique values.
+    ///
+    /// If every put and append value of this key is non-empty, distinct, and no value is a
+    /// prefix of another (a prefix code), then a string has at most one parse into those
+    /// values. In any valid linearization the state read by an ok `get` is some put value (or
+    /// `""`) followed by appended values in the order they were applied, so that unique parse
+    /// *is* the history of the state: an append whose value occurs in the parse at byte
+    /// offset `o` must have been applied to exactly the first `o` bytes of the get's result.
+    /// The search then only tries each observed append in that one state, which turns the
+    /// exponential interleavings of many concurrent appends into a single chain. (Where two
+    /// gets disagree, no valid linearization exists and the append is never placeable, which
+    /// is also what the search concludes without hints.) Gets that do not parse are
+    /// unsatisfiable by any linearization and give no hints.
+    fn add_order_hints(&mut self) {
+        let puts: Vec<String> = {
+            let strings = self.strings.borrow();
+            self.inputs
+                .iter()
+                .filter_map(|inp| match inp {
+                    AppInput::Put(id) => Some(strings[*id as usize].clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut sorted: Vec<&str> = puts.iter().map(String::as_str).collect();
+        for inp in &self.inputs {
+            if let AppInput::Append { elem, .. } = inp {
+                sorted.push(elem.as_str());
+            }
+        }
+        if sorted.iter().any(|w| w.is_empty()) {
+            return;
+        }
+        let mut producers: HashMap<&str, usize> = HashMap::new();
+        for w in &sorted {
+            *producers.entry(w).or_default() += 1;
+        }
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.windows(2).any(|p| p[1].starts_with(p[0])) {
+            return; // the distinct values are not a prefix code
+        }
+        // Appends whose value no other op writes: their position in a parse is theirs alone.
+        let is_append: HashMap<&str, usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, inp)| match inp {
+                AppInput::Append { elem, .. } if producers[elem.as_str()] == 1 => {
+                    Some((elem.as_str(), i))
+                }
+                _ => None,
+            })
+            .collect();
+        let put_values: std::collections::HashSet<&str> = puts.iter().map(String::as_str).collect();
+        let appended: std::collections::HashSet<&str> = self
+            .inputs
+            .iter()
+            .filter_map(|inp| match inp {
+                AppInput::Append { elem, .. } => Some(elem.as_str()),
+                _ => None,
+            })
+            .collect();
+        let dict: std::collections::HashSet<&str> = sorted.iter().copied().collect();
+        let mut lens: Vec<usize> = sorted.iter().map(|w| w.len()).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        let gets: Vec<u32> = self
+            .inputs
+            .iter()
+            .filter_map(|i| match i {
+                AppInput::Get(g) => Some(*g),
+                _ => None,
+            })
+            .collect();
+        let mut after: HashMap<usize, Option<String>> = HashMap::new();
+        for g in gets {
+            let text = self.strings.borrow()[g as usize].clone();
+            let mut pos = 0;
+            let mut found: Vec<(usize, usize)> = Vec::new(); // (offset, append input)
+            let mut parsed = true;
+            while pos < text.len() {
+                let w = lens
+                    .iter()
+                    .find_map(|&l| text.get(pos..pos + l).filter(|w| dict.contains(w)));
+                let Some(w) = w else {
+                    parsed = false;
+                    break;
+                };
+                match is_append.get(w) {
+                    Some(&i) => found.push((pos, i)),
+                    // A put value can only start the string (then it may be the put's).
+                    None if pos > 0 && put_values.contains(w) && !appended.contains(w) => {
+                        parsed = false; // unsatisfiable by any linearization
+                        break;
+                    }
+                    None => {} // written by several ops: no hint from it
+                }
+                pos += w.len();
+            }
+            if !parsed {
+                continue;
+            }
+            for (off, i) in found {
+                let want = text[..off].to_string();
+                match after.get(&i) {
+                    None => {
+                        after.insert(i, Some(want));
+                    }
+                    Some(Some(w)) if *w != want => {
+                        after.insert(i, None); // contradiction: never placeable
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (i, want) in after {
+            let id = match want {
+                Some(w) => self.intern(w),
+                None => u32::MAX,
+            };
+            if let AppInput::Append { after, .. } = &mut self.inputs[i] {
+                *after = Some(id);
+            }
+        }
+    }
+}
+
+impl SearchModel for AppendKvModel {
+    type State = u32;
+    fn init(&self) -> u32 {
+        0
+    }
+    fn step(&self, s: &u32, op: usize) -> Option<u32> {
+        match &self.inputs[op] {
+            AppInput::Get(v) => (v == s).then_some(*s),
+            AppInput::Put(v) => Some(*v),
+            AppInput::Append { elem, after } => {
+                if after.is_some_and(|a| a != *s) {
+                    return None;
+                }
+                if let Some(&n) = self.appended.borrow().get(&(*s, op)) {
+                    return Some(n);
+                }
+                let mut t = self.strings.borrow()[*s as usize].clone();
+                t.push_str(elem);
+                let n = self.intern(t);
+                self.appended.borrow_mut().insert((*s, op), n);
+                Some(n)
+            }
+        }
+    }
+    fn describe(&self, s: &u32) -> Value {
+        Value::String(self.strings.borrow()[*s as usize].clone())
+    }
+}

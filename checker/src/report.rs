@@ -1,10 +1,14 @@
 //! Checking a whole history: partitions, parallelism, deadlines, verdicts and counterexamples.
 
 use crate::history::{History, Op};
+use crate::model::{compile, Compiled};
+use crate::search::{search, Limits, Outcome, SearchModel};
 use crate::ModelKind;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +93,9 @@ pub struct KeyResult {
     /// Why the verdict is `unknown`: `"timeout"` or `"cancelled"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why this partition is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
 }
 
 /// Why a partition is not linearizable, in terms a person can follow.
@@ -111,8 +118,71 @@ pub struct Counterexample {
 impl Counterexample {
     /// A readable account of the counterexample.
     pub fn to_text(&self) -> String {
-        String::from("counterexample (being built)")
+        use std::fmt::Write;
+        let mut out = String::new();
+        let key = match &self.key {
+            Some(k) => format!(" on key {k}"),
+            None => String::new(),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "not linearizable{key}: {} cannot be placed",
+            describe_op(&self.op)
+        );
+        let _ = writeln!(
+            out,
+            "longest linearizable prefix: {} ops, ending in state {}",
+            self.prefix.len(),
+            self.state
+        );
+        let tail = self.prefix.len().saturating_sub(5);
+        if tail > 0 {
+            let _ = writeln!(out, "  … {tail} earlier ops");
+        }
+        for op in &self.prefix[tail..] {
+            let _ = writeln!(out, "  {}", describe_op(op));
+        }
+        let _ = writeln!(
+            out,
+            "window of {} concurrent ops that cannot be linearized after it:",
+            self.window.len()
+        );
+        for op in &self.window {
+            let mark = if op.id == self.op.id {
+                "  ← cannot be placed"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {}{mark}", describe_op(op));
+        }
+        out
     }
+}
+
+/// One op as a line of text: `process 3 cas [1,4] → ok (line 12, events 40–57)`.
+pub fn describe_op(op: &Op) -> String {
+    let outcome = match op.status {
+        crate::history::OpStatus::Info => "info (unknown, open)".to_string(),
+        crate::history::OpStatus::Ok => match op.f.as_str() {
+            "read" | "get" => format!("ok {}", op.output),
+            "cas" if op.output == Value::Bool(false) => "ok (compare failed)".to_string(),
+            _ => "ok".to_string(),
+        },
+    };
+    let value = match op.f.as_str() {
+        "read" | "get" => String::new(),
+        _ => format!(" {}", op.value),
+    };
+    let ret = if op.ret == u64::MAX {
+        "∞".to_string()
+    } else {
+        op.ret.to_string()
+    };
+    format!(
+        "process {} {}{value} → {outcome} (line {}, events {}–{ret})",
+        op.process, op.f, op.line, op.call
+    )
 }
 
 /// The result of checking one history.
@@ -125,23 +195,237 @@ pub struct CheckReport {
     pub per_key: Vec<KeyResult>,
     pub elapsed_ms: f64,
     pub counterexample: Option<Counterexample>,
+    /// Why the history could not be checked (then `valid` is `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// Checks `history` against `model`.
+/// A history the model cannot interpret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error("cannot start worker threads: {0}")]
+    Threads(String),
+}
+
+/// Checks `history` against `model`. A history the model cannot interpret (an op the model
+/// does not know, a malformed value) gives an `unknown` report whose `error` says why; use
+/// [`try_check`] to get that as an error instead.
 pub fn check(history: &History, model: ModelKind, opts: &CheckOptions) -> CheckReport {
-    let start = Instant::now();
-    let _ = opts;
-    CheckReport {
+    try_check(history, model, opts).unwrap_or_else(|e| CheckReport {
         valid: Verdict::Unknown,
         model,
         ops: history.ops.len(),
-        partitions: PartitionCounts {
-            total: 1,
-            invalid: 0,
-            unknown: 1,
-        },
-        per_key: vec![],
-        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        partitions: PartitionCounts::default(),
+        per_key: Vec::new(),
+        elapsed_ms: 0.0,
         counterexample: None,
+        error: Some(e.to_string()),
+    })
+}
+
+struct Partition {
+    key: Option<Value>,
+    /// Indices into `history.ops`.
+    ops: Vec<usize>,
+}
+
+fn partitions(history: &History, model: ModelKind) -> Vec<Partition> {
+    match model {
+        ModelKind::Register | ModelKind::CasRegister => vec![Partition {
+            key: None,
+            ops: (0..history.ops.len()).collect(),
+        }],
+        ModelKind::Kv | ModelKind::AppendKv => {
+            let mut by_key: HashMap<String, usize> = HashMap::new();
+            let mut parts: Vec<Partition> = Vec::new();
+            for (i, op) in history.ops.iter().enumerate() {
+                let k = op.key.as_ref().map(|k| k.to_string()).unwrap_or_default();
+                let p = *by_key.entry(k).or_insert_with(|| {
+                    parts.push(Partition {
+                        key: op.key.clone(),
+                        ops: Vec::new(),
+                    });
+                    parts.len() - 1
+                });
+                parts[p].ops.push(i);
+            }
+            parts
+        }
     }
+}
+
+/// Checks `history` against `model`; errors when the model cannot interpret an op.
+pub fn try_check(
+    history: &History,
+    model: ModelKind,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    let start = Instant::now();
+    let deadline = opts.timeout.map(|t| start + t);
+    let parts = partitions(history, model);
+    // Compile everything first, so that a bad op is an error before any search starts.
+    // Each compiled model is used by one worker thread (its caches are not shared).
+    let compiled: Vec<std::sync::Mutex<(Vec<usize>, Compiled)>> = parts
+        .iter()
+        .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
+        .collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = compiled
+        .iter()
+        .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
+        .collect();
+    if let Some(pr) = &opts.progress {
+        pr.total.store(parts.len(), Ordering::Relaxed);
+    }
+    let stop = AtomicBool::new(false);
+    let never = AtomicBool::new(false);
+    let user_cancel: &AtomicBool = opts.cancel.as_deref().unwrap_or(&never);
+    // Largest partitions first: they bound the wall time.
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+
+    let run_one = |i: usize| -> (KeyResult, Option<Counterexample>) {
+        let t0 = Instant::now();
+        // Poisoning needs a panic in another holder; each mutex has exactly one user.
+        let guard = compiled[i].lock().unwrap_or_else(|p| p.into_inner());
+        let (kept, model_c) = &*guard;
+        let cancel = [user_cancel, &stop];
+        let limits = Limits {
+            deadline,
+            cancel: if opts.all_partitions {
+                &cancel[..1]
+            } else {
+                &cancel[..]
+            },
+        };
+        let (outcome, cx) = match model_c {
+            Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
+            Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
+        };
+        if outcome == Outcome::Invalid && !opts.all_partitions {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if let Some(pr) = &opts.progress {
+            pr.done.fetch_add(1, Ordering::Relaxed);
+        }
+        let (verdict, reason) = match outcome {
+            Outcome::Valid => (Verdict::Valid, None),
+            Outcome::Invalid => (Verdict::Invalid, None),
+            Outcome::Timeout => (Verdict::Unknown, Some("timeout".to_string())),
+            Outcome::Cancelled => (Verdict::Unknown, Some("cancelled".to_string())),
+        };
+        (
+            KeyResult {
+                key: parts[i].key.clone(),
+                verdict,
+                ops: parts[i].ops.len(),
+                elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
+                reason,
+                counterexample: cx.clone(),
+            },
+            cx,
+        )
+    };
+
+    let threads = opts.threads.unwrap_or(0);
+    let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
+        vec![(0, run_one(0))]
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| CheckError::Threads(e.to_string()))?;
+        pool.install(|| order.par_iter().map(|&i| (i, run_one(i))).collect())
+    };
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut counts = PartitionCounts {
+        total: parts.len(),
+        ..Default::default()
+    };
+    let mut counterexample = None;
+    let mut per_key = Vec::with_capacity(results.len());
+    for (_, (kr, cx)) in results {
+        match kr.verdict {
+            Verdict::Invalid => {
+                counts.invalid += 1;
+                if counterexample.is_none() {
+                    counterexample = cx;
+                }
+            }
+            Verdict::Unknown => counts.unknown += 1,
+            Verdict::Valid => {}
+        }
+        per_key.push(kr);
+    }
+    let valid = if counts.invalid > 0 {
+        Verdict::Invalid
+    } else if counts.unknown > 0 {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
+    Ok(CheckReport {
+        valid,
+        model,
+        ops: history.ops.len(),
+        partitions: counts,
+        per_key,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        counterexample,
+        error: None,
+    })
+}
+
+/// Searches one partition; on `Invalid`, searches again with tracing to build the
+/// counterexample (the fast path keeps no trace).
+fn run_partition<M: SearchModel>(
+    m: &M,
+    history: &History,
+    kept: &[usize],
+    part: &Partition,
+    limits: &Limits<'_>,
+) -> (Outcome, Option<Counterexample>) {
+    let calls: Vec<u64> = kept.iter().map(|&i| history.ops[i].call).collect();
+    let rets: Vec<u64> = kept.iter().map(|&i| history.ops[i].ret).collect();
+    // Tracing copies the stack at each new depth record (O(n²) at worst): cheap for small
+    // partitions, so trace them in the first pass; search big ones again when invalid.
+    let small = kept.len() <= 4096;
+    let (outcome, trace) = search(m, &calls, &rets, limits, small);
+    if outcome != Outcome::Invalid {
+        return (outcome, None);
+    }
+    let (again, trace) = if small {
+        (outcome, trace)
+    } else {
+        let no_cancel = Limits {
+            deadline: limits.deadline,
+            cancel: &[],
+        };
+        search(m, &calls, &rets, &no_cancel, true)
+    };
+    let cx = match (again, trace) {
+        (Outcome::Invalid, Some(t)) => {
+            let op = &history.ops[kept[t.blocked]];
+            let in_prefix: HashSet<usize> = t.prefix.iter().copied().collect();
+            let window: Vec<Op> = (0..kept.len())
+                .filter(|j| !in_prefix.contains(j) && calls[*j] < op.ret)
+                .map(|j| history.ops[kept[j]].clone())
+                .collect();
+            Some(Counterexample {
+                key: part.key.clone(),
+                op: op.clone(),
+                window,
+                prefix: t
+                    .prefix
+                    .iter()
+                    .map(|&j| history.ops[kept[j]].clone())
+                    .collect(),
+                state: m.describe(&t.state),
+            })
+        }
+        _ => None,
+    };
+    (Outcome::Invalid, cx)
 }

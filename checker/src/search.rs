@@ -1,1 +1,290 @@
-//! Wing & Gong's linearizability search with Lowe's memoisation. (Being built.)
+//! Wing & Gong's linearizability search with Lowe's memoisation, for one partition.
+//!
+//! # How it works
+//!
+//! The partition's invocations and completions form a doubly linked list in history order
+//! (completions of `info` ops sit at the end, in invocation order: they may take effect at any
+//! time after their invocation, and taking effect "at the end" is the same as never). The
+//! search walks the list: at an invocation it tries to linearize that op next (the model's
+//! `step` must accept it, and the pair (set of linearized ops, new state) must not have been
+//! seen before — Lowe's memoisation); if so the op's two entries are lifted out of the list and
+//! the walk restarts from the head. Reaching a completion whose op is not linearized means the
+//! current partial linearization cannot be extended: pop the last linearized op, restore its
+//! entries and state, and try the next candidate after it. An empty list means every op was
+//! linearized; an empty stack at a completion means none can be.
+//!
+//! The linearized set is a bitset with an incremental (Zobrist) hash, so memo lookups hash one
+//! word plus the state. States are small values (interned ids) supplied by the model.
+//!
+//! A deadline or a cancel flag stops the search (checked every few thousand steps); the
+//! result is then `Timeout`/`Cancelled`, never a verdict.
+
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A sequential model compiled for one partition: ops are referred to by their local index.
+pub(crate) trait SearchModel {
+    type State: Clone + Eq + Hash;
+    fn init(&self) -> Self::State;
+    /// The state after linearizing local op `op` in state `s`, or `None` if illegal.
+    fn step(&self, s: &Self::State, op: usize) -> Option<Self::State>;
+    /// The state as a value people can read (counterexamples).
+    fn describe(&self, s: &Self::State) -> serde_json::Value;
+    /// Ops with equal classes have identical inputs (same effect in every state). `None`:
+    /// no class (never treated as interchangeable).
+    fn input_class(&self, _op: usize) -> Option<u64> {
+        None
+    }
+}
+
+/// Where the search stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Valid,
+    Invalid,
+    Timeout,
+    Cancelled,
+}
+
+/// When to give up.
+pub(crate) struct Limits<'a> {
+    pub deadline: Option<Instant>,
+    pub cancel: &'a [&'a AtomicBool],
+}
+
+impl Limits<'_> {
+    fn stop(&self) -> Option<Outcome> {
+        if self.cancel.iter().any(|c| c.load(Ordering::Relaxed)) {
+            return Some(Outcome::Cancelled);
+        }
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Some(Outcome::Timeout),
+            _ => None,
+        }
+    }
+}
+
+/// The deepest point an invalid search reached.
+#[derive(Clone, Debug)]
+pub(crate) struct Trace<S> {
+    /// Local op indices in linearization order: the longest linearizable prefix found.
+    pub prefix: Vec<usize>,
+    /// The op whose completion was reached without it being linearizable.
+    pub blocked: usize,
+    /// The model state after `prefix`.
+    pub state: S,
+}
+
+/// FxHash-style hasher: the keys are already well mixed (Zobrist hash + small ids).
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+}
+
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// A set of linearized ops with an incrementally maintained hash.
+struct Bits {
+    words: Box<[u64]>,
+    hash: u64,
+}
+
+/// Lowe's memo: the (linearized set, state) pairs already explored. Sets are stored in one
+/// arena (no allocation per entry); the table holds (hash, arena offset, state).
+struct Memo<S> {
+    table: hashbrown::HashTable<(u64, usize, S)>,
+    arena: Vec<u64>,
+}
+
+impl<S: Eq + Hash + Clone> Memo<S> {
+    fn new() -> Self {
+        Memo {
+            table: hashbrown::HashTable::new(),
+            arena: Vec::new(),
+        }
+    }
+    /// Inserts the pair; false if it was there already.
+    fn insert(&mut self, bits: &Bits, s: &S) -> bool {
+        let mut hs = FxHasher(bits.hash);
+        s.hash(&mut hs);
+        let h = hs.finish();
+        let w = bits.words.len();
+        let arena = &self.arena;
+        if self
+            .table
+            .find(h, |(hh, off, st)| {
+                *hh == h && st == s && arena[*off..*off + w] == bits.words[..]
+            })
+            .is_some()
+        {
+            return false;
+        }
+        let off = self.arena.len();
+        self.arena.extend_from_slice(&bits.words);
+        self.table.insert_unique(h, (h, off, s.clone()), |e| e.0);
+        true
+    }
+}
+
+fn zobrist(i: usize) -> u64 {
+    // splitmix64 of the index: a fixed pseudo-random word per op.
+    let mut z = (i as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits {
+            words: vec![0; n.div_ceil(64)].into_boxed_slice(),
+            hash: 0,
+        }
+    }
+    fn has(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn flip(&mut self, i: usize, z: u64) {
+        self.words[i / 64] ^= 1 << (i % 64);
+        self.hash ^= z;
+    }
+}
+
+/// Searches for a linearization of ops with invocation positions `calls[i]` and completion
+/// positions `rets[i]` (`u64::MAX` for ops open to +∞). With `trace`, an invalid result
+/// comes with the deepest partial linearization reached.
+pub(crate) fn search<M: SearchModel>(
+    m: &M,
+    calls: &[u64],
+    rets: &[u64],
+    limits: &Limits<'_>,
+    trace: bool,
+) -> (Outcome, Option<Trace<M::State>>) {
+    let n = calls.len();
+    if n == 0 {
+        return (Outcome::Valid, None);
+    }
+    // Nodes: 2i = invocation of op i, 2i+1 = its completion; HEAD and TAIL sentinels.
+    let head = 2 * n;
+    let tail = 2 * n + 1;
+    let mut order: Vec<usize> = (0..2 * n).collect();
+    let key = |node: usize| -> (u64, u8, usize) {
+        let op = node / 2;
+        if node % 2 == 0 {
+            (calls[op], 0, op)
+        } else {
+            (rets[op], 1, op)
+        }
+    };
+    order.sort_unstable_by_key(|&x| key(x));
+    let mut next = vec![0u32; 2 * n + 2];
+    let mut prev = vec![0u32; 2 * n + 2];
+    let mut last = head;
+    for &x in &order {
+        next[last] = x as u32;
+        prev[x] = last as u32;
+        last = x;
+    }
+    next[last] = tail as u32;
+    prev[tail] = last as u32;
+
+    // Symmetry: ops open to +∞ with identical inputs are interchangeable (swapping two of
+    // them in a linearization keeps it legal: both intervals extend to +∞ and both effects
+    // are the same), so they are linearized in invocation order: op i waits for `gate[i]`.
+    let mut gate: Vec<Option<u32>> = vec![None; n];
+    {
+        let mut last: std::collections::HashMap<u64, usize> = Default::default();
+        let mut by_call: Vec<usize> = (0..n).filter(|&i| rets[i] == u64::MAX).collect();
+        by_call.sort_unstable_by_key(|&i| (calls[i], i));
+        for i in by_call {
+            if let Some(c) = m.input_class(i) {
+                if let Some(j) = last.insert(c, i) {
+                    gate[i] = Some(j as u32);
+                }
+            }
+        }
+    }
+    let zob: Vec<u64> = (0..n).map(zobrist).collect();
+    let mut bits = Bits::new(n);
+    let mut cache: Memo<M::State> = Memo::new();
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut state = m.init();
+    let mut best: Option<Trace<M::State>> = None;
+    let mut entry = next[head] as usize;
+    let mut iter: u32 = 0;
+
+    while next[head] as usize != tail {
+        iter = iter.wrapping_add(1);
+        if iter % 4096 == 0 {
+            if let Some(o) = limits.stop() {
+                return (o, None);
+            }
+        }
+        if entry % 2 == 0 {
+            let op = entry / 2;
+            if gate[op].is_some_and(|j| !bits.has(j as usize)) {
+                entry = next[entry] as usize;
+                continue;
+            }
+            if let Some(ns) = m.step(&state, op) {
+                bits.flip(op, zob[op]);
+                if cache.insert(&bits, &ns) {
+                    stack.push((entry, std::mem::replace(&mut state, ns)));
+                    // Lift the invocation and its completion out of the list.
+                    for x in [entry, entry + 1] {
+                        let (p, q) = (prev[x] as usize, next[x] as usize);
+                        next[p] = q as u32;
+                        prev[q] = p as u32;
+                    }
+                    entry = next[head] as usize;
+                    continue;
+                }
+                bits.flip(op, zob[op]);
+            }
+            entry = next[entry] as usize;
+        } else {
+            if trace && best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
+                best = Some(Trace {
+                    prefix: stack.iter().map(|(e, _)| e / 2).collect(),
+                    blocked: entry / 2,
+                    state: state.clone(),
+                });
+            }
+            let Some((e, s)) = stack.pop() else {
+                return (Outcome::Invalid, best);
+            };
+            state = s;
+            let op = e / 2;
+            bits.flip(op, zob[op]);
+            // Restore in reverse order of lifting (dancing links).
+            for x in [e + 1, e] {
+                let (p, q) = (prev[x] as usize, next[x] as usize);
+                next[p] = x as u32;
+                prev[q] = x as u32;
+            }
+            entry = next[e] as usize;
+        }
+    }
+    (Outcome::Valid, None)
+}
