@@ -233,8 +233,13 @@ fn index_and_reports_render_in_headless_chromium() {
     );
     assert_eq!(
         attr_of(&bad, "<body", "data-cx-drawn").as_deref(),
-        Some("3"),
-        "window of 3 ops drawn"
+        Some("1"),
+        "the window (one op: the read that cannot be placed) is drawn"
+    );
+    assert_eq!(
+        bad.matches("class=\"cx-op\"").count(),
+        3,
+        "the prefix before the window is drawn for context"
     );
     assert!(
         bad.contains("class=\"cx-failing\""),

@@ -10,7 +10,11 @@
 //! have one entry per op, and the page writes `data-total-ops` and, after each draw,
 //! `data-drawn-ops` (ops inside the view, all of which are painted).
 
-use super::page_data::{Outcome, PageData};
+use super::page_data::{CxStep, Outcome, PageData};
+
+/// Steps of the linearizable prefix shown before the op that cannot be placed; earlier ones
+/// are folded.
+const CX_STEPS_SHOWN: usize = 12;
 use super::{Page, Verdict};
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -261,24 +265,41 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
         if let Some(m) = &cx.message {
             let _ = write!(out, "<p class=\"cxmsg\">{}</p>", esc(m));
         }
-        out.push_str("<div id=\"cx-window\"></div><table class=\"cx-steps\" id=\"cx-steps\"><thead><tr><th>#</th><th>process</th><th>op</th><th>state before</th><th>state after</th></tr></thead><tbody>");
-        if cx.prefix_total > cx.prefix.len() {
-            let _ = write!(
-                out,
-                "<tr><td colspan=5 class=\"muted\">… {} earlier steps of the prefix not shown (see the JSON below)</td></tr>",
-                cx.prefix_total - cx.prefix.len()
-            );
-        }
-        for s in &cx.prefix {
-            let _ = write!(
-                out,
+        out.push_str("<div id=\"cx-window\"></div>");
+        const HEAD: &str = "<thead><tr><th>#</th><th>process</th><th>op</th><th>state before</th><th>state after</th></tr></thead>";
+        let step_row = |s: &CxStep| {
+            format!(
                 "<tr class=\"ok\"><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td></tr>",
                 s.number,
                 esc(s.process.as_deref().unwrap_or("")),
                 esc(&s.op),
                 esc(s.before.as_deref().unwrap_or("?")),
                 esc(s.after.as_deref().unwrap_or("?"))
-            );
+            )
+        };
+        // The steps nearest the failure are shown; earlier ones fold away.
+        let shown_from = cx.prefix.len().saturating_sub(CX_STEPS_SHOWN);
+        let earlier = cx.prefix_total - (cx.prefix.len() - shown_from);
+        if earlier > 0 {
+            let _ = write!(out, "<details><summary>{earlier} earlier steps of the linearizable prefix</summary><table class=\"cx-steps\">{HEAD}<tbody>");
+            if cx.prefix_total > cx.prefix.len() {
+                let _ = write!(
+                    out,
+                    "<tr><td colspan=5 class=\"muted\">… {} steps before these are in the JSON below</td></tr>",
+                    cx.prefix_total - cx.prefix.len()
+                );
+            }
+            for s in &cx.prefix[..shown_from] {
+                out.push_str(&step_row(s));
+            }
+            out.push_str("</tbody></table></details>");
+        }
+        let _ = write!(
+            out,
+            "<table class=\"cx-steps\" id=\"cx-steps\">{HEAD}<tbody>"
+        );
+        for s in &cx.prefix[shown_from..] {
+            out.push_str(&step_row(s));
         }
         let replayed = cx.prefix.last().and_then(|s| s.after.clone());
         if let Some(f) = &cx.failing {

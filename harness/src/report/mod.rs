@@ -86,6 +86,11 @@ fn display(v: &Value) -> Option<String> {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
         Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(0.0);
+            let s = format!("{x:.3}");
+            Some(s.trim_end_matches('0').trim_end_matches('.').to_string())
+        }
         Value::Array(a) => {
             let parts: Vec<String> = a.iter().filter_map(display).collect();
             (!parts.is_empty()).then(|| parts.join(", "))
@@ -173,6 +178,7 @@ impl RunInfo {
         }
         for key in [
             "model",
+            "error",
             "elapsed_ms",
             "partitions.total",
             "partitions.invalid",
@@ -339,7 +345,6 @@ pub fn render_run_dir(run_dir: &Path) -> String {
 /// The checker's [`History`] keeps no `fail` ops (they are removed before checking) and no
 /// completion time for `info` ops, so those are drawn as never completed. Histories without
 /// timestamps (Porcupine's logs) are drawn on event positions: 1 ms on the axis = 1 event.
-#[allow(dead_code)] // Called by `splitbrain check --report` (cli/check.rs).
 pub fn write_history_report(
     history: &History,
     check: &CheckReport,
@@ -347,11 +352,19 @@ pub fn write_history_report(
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
     let check = serde_json::to_value(check).context("serializing the check report")?;
-    write_history_report_json(&history_events(history), Some(&check), title, out)
+    let (events, timed) = history_events(history);
+    let mut warnings = Vec::new();
+    if !timed {
+        warnings.push(
+            "this history has no timestamps: times on this page are event positions (1 ms = 1 event)".to_string(),
+        );
+    }
+    render_history_report(&events, warnings, Some(&check), title, out)
 }
 
-/// The events of a checker [`History`] in DESIGN §1 JSON, in time order.
-pub fn history_events(history: &History) -> Vec<Value> {
+/// The events of a checker [`History`] in DESIGN §1 JSON, in time order, and whether the
+/// history had timestamps (else event positions stand in for them).
+pub fn history_events(history: &History) -> (Vec<Value>, bool) {
     let timed = history
         .ops
         .iter()
@@ -395,17 +408,18 @@ pub fn history_events(history: &History) -> Vec<Value> {
         events.push((t, e.index, v));
     }
     events.sort_by_key(|e| (e.0, e.1));
-    events.into_iter().map(|e| e.2).collect()
+    (events.into_iter().map(|e| e.2).collect(), timed)
 }
 
 /// Writes the page for history events in DESIGN §1 JSON and a CheckReport as JSON.
-pub fn write_history_report_json(
+fn render_history_report(
     events: &[Value],
+    warnings: Vec<String>,
     check: Option<&Value>,
     title: &str,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
-    let data = PageData::from_events(events, Vec::new());
+    let data = PageData::from_events(events, warnings);
     let mut info = RunInfo::from_json(title, None, check);
     info.name = title.to_string();
     let page = Page::assemble(info, data, check);
@@ -527,7 +541,11 @@ mod tests {
             .cx
             .as_ref()
             .expect("counterexample read from results.json");
-        assert_eq!(cx.window.len(), 3);
+        assert_eq!(
+            cx.window.len(),
+            1,
+            "the checker's smallest window: the read that cannot be placed"
+        );
         assert_eq!(cx.prefix.len(), 3);
         assert_eq!(cx.failing_index, Some(6));
         assert_eq!(cx.failing.as_deref(), Some("read → 1"));
@@ -546,7 +564,7 @@ mod tests {
         );
         assert_eq!(cx.prefix[1].op, "write 2");
         assert_eq!(
-            cx.window[2].start,
+            cx.window[0].start,
             Some(6_000_000.0),
             "window ops carry their invoke time"
         );
@@ -635,7 +653,8 @@ mod tests {
             )
             .unwrap(),
         };
-        let events = history_events(&history);
+        let (events, timed) = history_events(&history);
+        assert!(!timed);
         let times: Vec<u64> = events.iter().map(|e| e["time"].as_u64().unwrap()).collect();
         assert_eq!(times, [0, 1_000_000, 2_000_000, 3_000_000]);
         let data = PageData::from_events(&events, vec![]);

@@ -682,8 +682,8 @@ fn state_string(v: Option<&Value>) -> Option<String> {
 
 /// Applies one linearized op to a model state, for the states shown beside each step of the
 /// prefix. Semantics of the checker's models (DESIGN §2): register and cas-register (and each
-/// key of kv) start absent (`null`): `write v` → v, `cas [a, b]` → b unless its output is
-/// `false` (an observed failed compare), reads change nothing; append-kv starts `""`: `put v`
+/// key of kv) start absent (`null`): `write v` → v, `cas [a, b]` → b when the state is a and
+/// its output is not `false` (else nothing changes), reads change nothing; append-kv starts `""`: `put v`
 /// → v, `append v` → state + v, `get` changes nothing. `None` for an unknown function.
 pub fn replay_step(state: &Value, op: &Value) -> Option<Value> {
     let f = op.get("f").and_then(Value::as_str)?.trim_start_matches(':');
@@ -692,10 +692,13 @@ pub fn replay_step(state: &Value, op: &Value) -> Option<Value> {
         "read" | "get" | "r" => Some(state.clone()),
         "write" | "put" | "w" => Some(value.clone()),
         "cas" => {
-            if op.get("output") == Some(&Value::Bool(false)) {
-                Some(state.clone())
+            let pair = value.as_array().filter(|a| a.len() == 2)?;
+            // A cas takes effect only if it compared equal; an observed failed compare (output
+            // `false`), or an `info` cas linearized where the compare fails, changes nothing.
+            if op.get("output") != Some(&Value::Bool(false)) && &pair[0] == state {
+                Some(pair[1].clone())
             } else {
-                value.as_array().and_then(|a| a.get(1)).cloned()
+                Some(state.clone())
             }
         }
         "append" => {
@@ -967,6 +970,34 @@ mod tests {
         assert!(p.ops.is_empty());
         assert_eq!(p.warnings.len(), 3);
         assert!(p.warnings[2].contains("no invoke"));
+    }
+
+    #[test]
+    fn replay_applies_cas_only_when_it_compares_equal() {
+        let cas = |from: i64, to: i64, output: Value| json!({"f": "cas", "value": [from, to], "output": output});
+        assert_eq!(
+            replay_step(&json!(1), &cas(1, 2, Value::Null)),
+            Some(json!(2))
+        );
+        assert_eq!(
+            replay_step(&json!(2), &cas(1, 3, Value::Null)),
+            Some(json!(2)),
+            "info cas that failed its compare"
+        );
+        assert_eq!(
+            replay_step(&json!(1), &cas(1, 2, json!(false))),
+            Some(json!(1)),
+            "observed failed compare"
+        );
+        assert_eq!(
+            replay_step(&json!(""), &json!({"f": "append", "value": "x"})),
+            Some(json!("x"))
+        );
+        assert_eq!(
+            replay_step(&json!(5), &json!({"f": "read", "output": 5})),
+            Some(json!(5))
+        );
+        assert_eq!(replay_step(&json!(5), &json!({"f": "frobnicate"})), None);
     }
 
     #[test]

@@ -225,11 +225,19 @@
     if (!host || !D.cx) return 0;
     var cx = D.cx, win = cx.window.slice();
     if (!win.length) { host.textContent = "(the checker gave no window of concurrent ops)"; return 0; }
+    // Context: the last steps of the prefix before the window, so the picture shows how the
+    // model got to the state the red op contradicts.
+    var seen = {};
+    win.forEach(function (o) { if (o.index != null) seen[o.index] = true; });
+    var ctxOps = cx.prefix.slice(-8).filter(function (s) { return s.index != null && !seen[s.index]; })
+      .map(function (s) { return { label: s.op, process: s.process, index: s.index }; });
+    win = ctxOps.concat(win);
     win.forEach(function (o) {
+      // Times from the history (the page's time axis), where the op is found there.
       var k = o.index != null ? opByIndex(o.index) : undefined;
       if (k !== undefined) {
-        if (o.start == null) o.start = start[k];
-        if (o.end == null) o.end = end[k] < 0 ? null : end[k];
+        o.start = start[k];
+        o.end = end[k] < 0 ? null : end[k];
         if (o.process == null) o.process = D.procs[pid[k]];
       }
     });
@@ -251,6 +259,7 @@
     if (!(hi > lo)) { hi = lo + 1; }
     var openEnd = hi + (hi - lo) * 0.1;
     var Wc = 960, rowH = 30, left = 60, Hc = procs.length * rowH + 30;
+    var minW = 4;
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", "0 0 " + Wc + " " + Hc); svg.setAttribute("width", Wc); svg.setAttribute("height", Hc);
@@ -271,16 +280,18 @@
       } else { x0 = left + w * (Wc - left) / win.length; x1 = x0 + (Wc - left) / win.length - 6; }
       var failing = (cx.failing_index != null && o.index === cx.failing_index) || (cx.failing_index == null && o.label === cx.failing);
       var color = failing ? "#d32f2f" : order[w] ? "#43a047" : "#9e9e9e";
-      var r = el("rect", { x: x0, y: row * rowH + 6, width: Math.max(x1 - x0, 4), height: rowH - 10, rx: 3, fill: color, "fill-opacity": 0.85, class: failing ? "cx-failing" : "cx-op" });
+      var r = el("rect", { x: x0, y: row * rowH + 6, width: Math.max(x1 - x0, minW), height: rowH - 10, rx: 3, fill: color, "fill-opacity": 0.85, class: failing ? "cx-failing" : "cx-op" });
       r.appendChild(document.createElementNS(ns, "title")).textContent = o.label;
-      el("text", { x: x0 + 4, y: row * rowH + 21, "font-size": 12, fill: "#fff", "font-weight": "600" },
-        (order[w] ? order[w] + ". " : failing ? "✗ " : "") + o.label);
+      var label = (order[w] ? order[w] + ". " : failing ? "✗ " : "") + o.label;
+      var fits = label.length * 7 + 8 <= x1 - x0;
+      el("text", { x: fits ? x0 + 4 : Math.max(x1, x0 + minW) + 4, y: row * rowH + 21, "font-size": 12,
+        fill: fits ? "#fff" : failing ? "#b71c1c" : "#1b5e20", "font-weight": "600" }, label);
       placed++;
     });
     el("text", { x: left, y: Hc - 6, "font-size": 11, fill: "#666" },
-      timed ? "time →  (green: linearizable prefix in order; red: cannot be placed; grey: not yet placed)" : "ops of the window (times unknown)");
+      timed ? "time →  (green: linearizable prefix, numbered in linearization order; red: cannot be placed; grey: in the window, not placed)" : "ops of the window (times unknown)");
     host.appendChild(svg);
-    return placed;
+    return placed - ctxOps.length;
   }
 
   // `#view=FROM,TO` (seconds) opens the timeline zoomed to that window.
