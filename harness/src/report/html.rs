@@ -350,7 +350,7 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
 
     out.push_str("<section><h2>Statistics</h2>");
     stats_table(d, &mut out);
-    out.push_str("<p class=\"muted\">avail. = share of invocations that completed ok. “during faults” = invoked while a fault period was active.</p>");
+    out.push_str("<p class=\"muted\">avail. = share of invocations that completed ok (a definite <i>fail</i>, such as a cas whose compare did not match, counts against it). “during faults” = invoked while a fault period was active.</p>");
     faults_list(d, &mut out);
     out.push_str("</section>\n");
 

@@ -78,7 +78,10 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Fault {
     pub kind: String,
+    /// Short: the fault's kind and whom it hit (`isolate-leader n1 | n2,n3,n4,n5`, `pause n4`).
     pub description: String,
+    /// The nemesis events' values as JSON.
+    pub detail: String,
     pub start: u64,
     pub end: u64,
 }
@@ -248,6 +251,53 @@ fn compact(v: &Value) -> String {
     }
 }
 
+fn names(v: &Value) -> Option<String> {
+    let a = v.as_array()?;
+    Some(a.iter().map(compact).collect::<Vec<_>>().join(","))
+}
+
+/// A short description of a fault from its nemesis value: the `kind` (or the fault's name) and
+/// the `groups` (`a,b | c,d,e`) or `nodes`/`node` it hit; other values as compact JSON.
+pub fn describe_fault(kind: &str, v: &Value) -> String {
+    let Some(m) = v.as_object() else {
+        return if v.is_null() {
+            kind.to_string()
+        } else {
+            format!("{kind} {}", compact(v))
+        };
+    };
+    let name = m.get("kind").and_then(Value::as_str).unwrap_or(kind);
+    let whom = if let Some(groups) = m.get("groups").and_then(Value::as_array) {
+        Some(
+            groups
+                .iter()
+                .filter_map(names)
+                .collect::<Vec<_>>()
+                .join(" | "),
+        )
+    } else if let Some(n) = m.get("nodes").and_then(names) {
+        Some(n)
+    } else {
+        m.get("node").map(compact)
+    };
+    match whom {
+        Some(w) if name == kind => format!("{kind} {w}"),
+        Some(w) => format!("{kind}: {name} {w}"),
+        None => {
+            let mut s = format!("{kind} {}", compact(v));
+            if s.len() > 80 {
+                let mut end = 77;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push('…');
+            }
+            s
+        }
+    }
+}
+
 fn process_name(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
@@ -324,23 +374,24 @@ impl PageData {
                 .unwrap_or_else(|| "null".into());
             if is_nemesis(&process) {
                 nemesis_events += 1;
+                let raw = ev.get("value").unwrap_or(&Value::Null);
                 match fault_edge(&f) {
                     Some((true, kind)) => {
                         if let Some(&i) = open_faults.get(&kind) {
-                            if value != "null" && !faults[i].description.contains(&value) {
-                                faults[i].description.push(' ');
-                                faults[i].description.push_str(&value);
+                            if value != "null" && !faults[i].detail.contains(&value) {
+                                faults[i].detail.push(' ');
+                                faults[i].detail.push_str(&value);
                             }
                         } else {
                             open_faults.insert(kind.clone(), faults.len());
-                            let description = if value == "null" {
-                                kind.clone()
-                            } else {
-                                format!("{kind} {value}")
-                            };
                             faults.push(Fault {
+                                description: describe_fault(&kind, raw),
+                                detail: if value == "null" {
+                                    String::new()
+                                } else {
+                                    value.clone()
+                                },
                                 kind,
-                                description,
                                 start: time,
                                 end: u64::MAX,
                             });
@@ -353,7 +404,12 @@ impl PageData {
                     }
                     None => faults.push(Fault {
                         kind: f.clone(),
-                        description: format!("{f} {value}"),
+                        description: describe_fault(&f, raw),
+                        detail: if value == "null" {
+                            String::new()
+                        } else {
+                            value.clone()
+                        },
                         start: time,
                         end: time,
                     }),
@@ -925,6 +981,27 @@ mod tests {
         let all = p.total();
         assert_eq!((all.in_fault.info, all.out_of_fault.ok), (1, 1));
         assert_eq!(all.in_fault.availability(), Some(0.0));
+    }
+
+    #[test]
+    fn faults_are_described_by_kind_and_whom_they_hit() {
+        let v = json!({"fault": "partition", "kind": "isolate-leader", "groups": [["n1"], ["n2", "n3"]], "cuts": [["n1", "n2"]]});
+        assert_eq!(
+            describe_fault("partition", &v),
+            "partition: isolate-leader n1 | n2,n3"
+        );
+        assert_eq!(
+            describe_fault("pause", &json!({"fault": "pause", "nodes": ["n4"]})),
+            "pause n4"
+        );
+        assert_eq!(describe_fault("kill", &json!(["n2"])), "kill [\"n2\"]");
+        assert_eq!(describe_fault("heal", &Value::Null), "heal");
+        assert!(
+            describe_fault("x", &json!({"a": "y".repeat(200)}))
+                .chars()
+                .count()
+                <= 80
+        );
     }
 
     #[test]

@@ -203,7 +203,8 @@
     if (!h) { tip.hidden = true; return; }
     var text;
     if (h.fault) {
-      text = "fault: " + h.fault.description + "\n" + fmtS(h.fault.start) + " – " + fmtS(h.fault.end);
+      text = "fault: " + h.fault.description + "\n" + fmtS(h.fault.start) + " – " + fmtS(h.fault.end) +
+        (h.fault.detail ? "\n" + h.fault.detail.slice(0, 400) : "");
     } else {
       var k = h.op;
       text = "process " + D.procs[pid[k]] + " · op #" + D.index[k] + "\n" + D.fs[fidx[k]] +
