@@ -626,7 +626,7 @@ mod tests {
         assert!(html.contains("data-total-ops=\"4\""));
         assert!(html.contains("id=\"cx-failing\""));
         assert!(
-            html.contains("partition {"),
+            html.contains("partition n1 | n2,n3"),
             "nemesis events kept as faults"
         );
     }
