@@ -52,6 +52,53 @@ const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'un
 struct AppState {
     /// Canonical results directory.
     root: PathBuf,
+    /// Reports rendered on the fly, so a reload does not render a big run again.
+    cache: RenderCache,
+}
+
+/// The last few reports rendered on the fly, keyed by run directory and stamped with the
+/// modification times of the files they were made from (a run still being written re-renders).
+#[derive(Default)]
+struct RenderCache {
+    entries: std::sync::Mutex<Vec<(PathBuf, Vec<Option<std::time::SystemTime>>, Arc<String>)>>,
+}
+
+/// Reports kept in [`RenderCache`].
+const CACHED_REPORTS: usize = 4;
+
+impl RenderCache {
+    fn stamp(dir: &Path) -> Vec<Option<std::time::SystemTime>> {
+        ["history.jsonl", "results.json", "test.json"]
+            .iter()
+            .map(|f| {
+                std::fs::metadata(dir.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn get_or_render(&self, dir: &Path) -> Arc<String> {
+        let stamp = Self::stamp(dir);
+        // A poisoned lock only means another request panicked mid-update: start afresh.
+        let entries = self.entries.lock().unwrap_or_else(|p| {
+            let mut g = p.into_inner();
+            g.clear();
+            g
+        });
+        if let Some((_, _, page)) = entries.iter().find(|(d, s, _)| d == dir && *s == stamp) {
+            return page.clone();
+        }
+        drop(entries);
+        let page = Arc::new(report::render_run_dir(dir));
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|(d, _, _)| d != dir);
+        entries.push((dir.to_path_buf(), stamp, page.clone()));
+        if entries.len() > CACHED_REPORTS {
+            entries.remove(0);
+        }
+        page
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -96,7 +143,10 @@ pub async fn serve(
     let root = results
         .canonicalize()
         .with_context(|| format!("results directory {}", results.display()))?;
-    let state = Arc::new(AppState { root });
+    let state = Arc::new(AppState {
+        root,
+        cache: RenderCache::default(),
+    });
     let app = Router::new()
         .route("/", get(index))
         .route("/compare", get(compare))
@@ -201,8 +251,7 @@ async fn run_file(State(st): State<Arc<AppState>>, uri: Uri) -> Response {
     let Some(rel) = percent_decode(raw) else {
         return not_found();
     };
-    let root = st.root.clone();
-    let work = tokio::task::spawn_blocking(move || serve_path(&root, &rel));
+    let work = tokio::task::spawn_blocking(move || serve_path(&st, &rel));
     match tokio::time::timeout(REQUEST_DEADLINE, work).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
@@ -210,7 +259,8 @@ async fn run_file(State(st): State<Arc<AppState>>, uri: Uri) -> Response {
     }
 }
 
-fn serve_path(root: &Path, rel: &str) -> Response {
+fn serve_path(st: &AppState, rel: &str) -> Response {
+    let root = st.root.as_path();
     // A run's report that was never written (crashed or running run): render it now.
     if let Some(dir_rel) = rel.strip_suffix("/report.html") {
         if let Some(dir) = resolve(root, dir_rel) {
@@ -218,7 +268,7 @@ fn serve_path(root: &Path, rel: &str) -> Response {
                 && !dir.join("report.html").exists()
                 && dir.join("history.jsonl").is_file()
             {
-                return html_page(report::render_run_dir(&dir));
+                return html_page(st.cache.get_or_render(&dir).as_str().to_owned());
             }
         }
     }
