@@ -60,8 +60,11 @@ struct AppState {
 /// modification times of the files they were made from (a run still being written re-renders).
 #[derive(Default)]
 struct RenderCache {
-    entries: std::sync::Mutex<Vec<(PathBuf, Vec<Option<std::time::SystemTime>>, Arc<String>)>>,
+    entries: std::sync::Mutex<Vec<CachedReport>>,
 }
+
+/// Run directory, modification times of its files, rendered page.
+type CachedReport = (PathBuf, Vec<Option<std::time::SystemTime>>, Arc<String>);
 
 /// Reports kept in [`RenderCache`].
 const CACHED_REPORTS: usize = 4;

@@ -339,9 +339,9 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
                 esc(&cap(text))
             );
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<details><summary>counterexample as JSON</summary><pre>{}</pre></details></section>\n",
+            "<details><summary>counterexample as JSON</summary><pre>{}</pre></details></section>",
             esc(&cap(&cx.raw))
         );
     } else if verdict == Verdict::Invalid {
@@ -354,19 +354,19 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
     faults_list(d, &mut out);
     out.push_str("</section>\n");
 
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<section><h2>Timeline</h2><div class=\"controls\"><button id=\"zoom-in\">zoom in</button><button id=\"zoom-out\">zoom out</button>\
          <button id=\"reset\">whole run</button><span id=\"view-info\"></span></div>\
          <p class=\"muted\">One lane per client worker (a process keeps its lane; after an <i>info</i> the worker's next process continues in it); each op is a bar from invoke to completion: \
          <span class=\"key ok\"></span>ok <span class=\"key fail\"></span>fail <span class=\"key info\"></span>info (unknown; a bar to the end = never completed). \
          <span class=\"key fault\"></span>fault. Wheel: zoom at cursor; drag: pan; hover: details.</p>\
-         <div id=\"timeline-wrap\"><canvas id=\"timeline\" data-total-ops=\"{}\" data-drawn-ops=\"0\"></canvas><div id=\"tooltip\" hidden></div></div></section>\n",
+         <div id=\"timeline-wrap\"><canvas id=\"timeline\" data-total-ops=\"{}\" data-drawn-ops=\"0\"></canvas><div id=\"tooltip\" hidden></div></div></section>",
         d.ops.len()
     );
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<section><h2>Latency</h2><div class=\"plot\" id=\"latency-plot\">{}</div><h2>Throughput</h2><div class=\"plot\" id=\"rate-plot\">{}</div></section>\n",
+        "<section><h2>Latency</h2><div class=\"plot\" id=\"latency-plot\">{}</div><h2>Throughput</h2><div class=\"plot\" id=\"rate-plot\">{}</div></section>",
         inline_svg(latency_svg),
         inline_svg(rate_svg)
     );
@@ -379,10 +379,10 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
     }
     // `</` must not appear inside a script element: JSON allows `\/`.
     let data = page_json(page).to_string().replace("</", "<\\/");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<footer class=\"muted\">Splitbrain report · {} ops · outcome codes: ok={}, fail={}, info={}</footer>\
-         <script type=\"application/json\" id=\"report-data\">{data}</script><script>{JS}</script></body></html>\n",
+         <script type=\"application/json\" id=\"report-data\">{data}</script><script>{JS}</script></body></html>",
         d.ops.len(),
         Outcome::Ok.code(),
         Outcome::Fail.code(),
