@@ -104,6 +104,11 @@ fn index_lists_every_run_newest_first_and_marks_the_damaged_one() {
     assert!(body.contains("data-verdict=\"damaged\" data-damaged=\"true\""));
     assert!(body.contains("test.json is damaged"), "says what is wrong");
 
+    assert!(
+        body.contains(">all (3)</a>")
+            && body.contains(">invalid (1)</a>")
+            && body.contains(">damaged (1)</a>")
+    );
     let (_, only_invalid) = serve.get("/?verdict=invalid");
     assert_eq!(only_invalid.matches("<tr class=\"run").count(), 1);
     assert!(only_invalid.contains("register-etcd/20261122T110000"));

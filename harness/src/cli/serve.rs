@@ -404,6 +404,15 @@ fn list_runs(root: &Path) -> Vec<Row> {
     rows
 }
 
+/// Whether `row` passes the verdict filter `v` (`damaged` = any run with problems).
+fn matches_verdict(row: &Row, v: Option<&str>) -> bool {
+    match v {
+        None => true,
+        Some("damaged") => row.damaged(),
+        Some(v) => row.verdict_class() == v,
+    }
+}
+
 #[derive(serde::Deserialize, Default)]
 struct Filter {
     verdict: Option<String>,
@@ -463,9 +472,10 @@ fn render_index(root: &Path, filter: &Filter) -> String {
         Some("unknown"),
         Some("damaged"),
     ] {
+        let count = rows.iter().filter(|r| matches_verdict(r, v)).count();
         let _ = write!(
             out,
-            "<a class=\"{}\" href=\"{}\">{}</a>",
+            "<a class=\"{}\" href=\"{}\">{} ({count})</a>",
             if v == fv { "on" } else { "" },
             link(v, ft),
             v.unwrap_or("all")
@@ -489,11 +499,8 @@ fn render_index(root: &Path, filter: &Filter) -> String {
     let mut shown = 0;
     for row in &rows {
         let class = row.verdict_class();
-        let keep = match fv {
-            None => true,
-            Some("damaged") => row.damaged(),
-            Some(v) => class == v,
-        } && ft.is_none_or(|t| row.info.target.as_deref() == Some(t));
+        let keep =
+            matches_verdict(row, fv) && ft.is_none_or(|t| row.info.target.as_deref() == Some(t));
         if !keep {
             continue;
         }
