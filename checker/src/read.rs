@@ -206,21 +206,33 @@ pub(crate) fn truncate(s: &str, n: usize) -> String {
 }
 
 fn read_jsonl(text: &str) -> Result<History, LineError> {
+    use rayon::prelude::*;
+    let lines: Vec<&str> = text.lines().collect();
+    // Parse lines in parallel (the bulk of the work for big histories), validate in order.
+    let parsed: Vec<Result<Option<Event>, LineError>> = lines
+        .par_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if line.trim().is_empty() {
+                return Ok(None);
+            }
+            serde_json::from_str::<Event>(line).map(Some).map_err(|e| {
+                (
+                    i + 1,
+                    format!(
+                        "{e} (expected one JSON event per line: {{\"index\",\"time\",\"process\",\
+                         \"type\",\"f\",\"key\"?,\"value\"}})"
+                    ),
+                )
+            })
+        })
+        .collect();
     let mut b = Builder::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    // The first bad line in file order is reported.
+    for (i, ev) in parsed.into_iter().enumerate() {
+        if let Some(ev) = ev? {
+            b.push(ev, i + 1).map_err(|e| (i + 1, e.message))?;
         }
-        let ev: Event = serde_json::from_str(line).map_err(|e| {
-            (
-                i + 1,
-                format!(
-                    "{e} (expected one JSON event per line: {{\"index\",\"time\",\"process\",\
-                     \"type\",\"f\",\"key\"?,\"value\"}})"
-                ),
-            )
-        })?;
-        b.push(ev, i + 1).map_err(|e| (i + 1, e.message))?;
     }
     Ok(b.finish())
 }

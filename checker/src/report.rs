@@ -267,10 +267,19 @@ pub fn try_check(
     let parts = partitions(history, model);
     // Compile everything first, so that a bad op is an error before any search starts.
     // Each compiled model is used by one worker thread (its caches are not shared).
-    let compiled: Vec<std::sync::Mutex<(Vec<usize>, Compiled)>> = parts
-        .iter()
-        .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
-        .collect::<Result<_, _>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| CheckError::Threads(e.to_string()))?;
+    let compiled: Vec<Result<std::sync::Mutex<(Vec<usize>, Compiled)>, _>> = pool.install(|| {
+        parts
+            .par_iter()
+            .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
+            .collect()
+    });
+    // The first bad op in partition order is reported.
+    let compiled: Vec<std::sync::Mutex<(Vec<usize>, Compiled)>> =
+        compiled.into_iter().collect::<Result<_, _>>()?;
     let sizes: Vec<usize> = compiled
         .iter()
         .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
@@ -328,14 +337,9 @@ pub fn try_check(
         )
     };
 
-    let threads = opts.threads.unwrap_or(0);
     let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
         vec![(0, run_one(0))]
     } else {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| CheckError::Threads(e.to_string()))?;
         pool.install(|| order.par_iter().map(|&i| (i, run_one(i))).collect())
     };
     results.sort_by_key(|(i, _)| *i);

@@ -182,6 +182,9 @@ pub(crate) fn search<M: SearchModel>(
     trace: bool,
 ) -> (Outcome, Option<Trace<M::State>>) {
     let n = calls.len();
+    if let Some(o) = limits.stop() {
+        return (o, None);
+    }
     if n == 0 {
         return (Outcome::Valid, None);
     }

@@ -1,0 +1,137 @@
+//! `splitbrain check`: exit codes (0 valid, 1 invalid, 2 unknown, 254 bad input), output
+//! lines and the `--json` object.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn corpus(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/porcupine/test_data")
+        .join(rel);
+    assert!(p.is_file(), "corpus file missing: {}", p.display());
+    p
+}
+
+fn check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_splitbrain"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run splitbrain")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+#[test]
+fn valid_history_exits_0_with_one_line() {
+    let f = corpus("jepsen/etcd_002.log");
+    let o = check(&["--model", "cas-register", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("valid") && out.contains("77 ops"), "{out}");
+}
+
+#[test]
+fn invalid_history_exits_1_with_counterexample() {
+    let f = corpus("jepsen/etcd_000.log");
+    let o = check(&["--model", "cas-register", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("invalid"), "{out}");
+    assert!(out.contains("cannot be placed"), "{out}");
+}
+
+#[test]
+fn append_kv_c50_bad_exits_1() {
+    let f = corpus("kv/c50-bad.txt");
+    let o = check(&["--model", "append-kv", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+}
+
+#[test]
+fn timeout_makes_unknown_and_exits_2() {
+    let f = corpus("kv/c50-ok.txt");
+    let o = check(&["--timeout", "0.000000001", "--json", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], "unknown");
+}
+
+#[test]
+fn json_prints_one_object_per_file_with_the_documented_fields() {
+    let a = corpus("jepsen/etcd_000.log");
+    let b = corpus("kv/c01-ok.txt");
+    let o = check(&["--json", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    let out = String::from_utf8(o.stdout).unwrap();
+    let objs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 2);
+    for v in &objs {
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "counterexample",
+                "elapsed_ms",
+                "file",
+                "model",
+                "ops",
+                "partitions",
+                "valid"
+            ]
+        );
+        for k in ["total", "invalid", "unknown"] {
+            assert!(v["partitions"][k].is_u64(), "{v}");
+        }
+    }
+    assert_eq!(objs[0]["valid"], false);
+    assert_eq!(objs[0]["model"], "cas-register");
+    assert!(objs[0]["counterexample"]["window"].is_array());
+    assert_eq!(objs[1]["valid"], true);
+    assert_eq!(objs[1]["model"], "append-kv");
+    assert!(objs[1]["counterexample"].is_null());
+}
+
+#[test]
+fn garbled_file_exits_254_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("h.jsonl");
+    std::fs::write(
+        &p,
+        "{\"index\":0,\"time\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n{\"index\":1,\"ti",
+    )
+    .unwrap();
+    let o = check(&[p.to_str().unwrap()]);
+    assert_eq!(code(&o), 254);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains(&format!("{}:2:", p.display())), "{err}");
+}
+
+#[test]
+fn bad_flags_and_missing_files_exit_254() {
+    let f = corpus("jepsen/etcd_002.log");
+    assert_eq!(
+        code(&check(&["--model", "queue", f.to_str().unwrap()])),
+        254
+    );
+    assert_eq!(code(&check(&["--format", "xml", f.to_str().unwrap()])), 254);
+    assert_eq!(code(&check(&["--timeout", "-1", f.to_str().unwrap()])), 254);
+    assert_eq!(code(&check(&[])), 254);
+    assert_eq!(code(&check(&["/nonexistent/history.jsonl"])), 254);
+}
+
+#[test]
+fn op_the_model_does_not_know_exits_254() {
+    let f = corpus("kv/c01-ok.txt");
+    let o = check(&["--model", "cas-register", f.to_str().unwrap()]);
+    assert_eq!(code(&o), 254);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("line"), "{err}");
+}
