@@ -13,7 +13,28 @@
 //! 5. Serve `ready.read_states` once the applied index reaches each one's `index`.
 //!
 //! THIS FILE IS THE CONTRACT between the core and the server (issue 3): the types and the
-//! signatures of `RawNode` are fixed; the bodies are being written.
+//! signatures of `RawNode` are fixed.
+//!
+//! # Clarifications of the duties
+//! - `ready.snapshot` (a snapshot received from the leader) replaces the *whole* stored log:
+//!   discard every stored entry, also those after its index (they may conflict with it);
+//!   entries after it arrive in `ready.entries`.
+//! - `Persisted.snapshot` must carry the snapshot's `data`: the node sends it to followers
+//!   that fall behind its first retained index.
+//! - The leader counts the entries it appended as stored on itself at once; that is safe
+//!   only because the caller persists step 2 before sending (step 3) or applying (step 4).
+//! - `ready.committed` may contain entries that appear in `ready.entries` of the same batch
+//!   (persist first, then apply).
+//! - In a refused `AppendResponse`, `match_index` carries the refused `prev_log_index`.
+//!
+//! # Layout
+//! - `core.rs`: the protocol (elections, replication, ReadIndex, snapshots).
+//! - `log.rs`: the in-memory log and what has been handed to the caller.
+//! - `progress.rs`: a leader's view of each follower (probe / replicate / snapshot).
+
+mod core;
+mod log;
+mod progress;
 
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -23,7 +44,7 @@ pub type Term = u64;
 pub type Index = u64;
 
 /// One log entry. Index 0 / term 0 is the empty-log sentinel and never stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub term: Term,
     pub index: Index,
@@ -32,7 +53,7 @@ pub struct Entry {
 }
 
 /// What must be durable before anything that depends on it is sent or answered.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HardState {
     pub term: Term,
     pub vote: Option<NodeId>,
@@ -40,7 +61,7 @@ pub struct HardState {
 }
 
 /// A snapshot of the state machine at `index` (covering every entry up to and including it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub index: Index,
     pub term: Term,
@@ -49,7 +70,7 @@ pub struct Snapshot {
 }
 
 /// A message between nodes. One-way: a response is a message of its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     pub from: NodeId,
     pub to: NodeId,
@@ -57,12 +78,19 @@ pub struct Message {
     pub body: MessageBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageBody {
     /// RequestVote (or, with `pre_vote`, the pre-vote round that does not bump terms).
     /// For a pre-vote, `Message::term` is the term the candidate *would* campaign in.
-    Vote { pre_vote: bool, last_log_index: Index, last_log_term: Term },
-    VoteResponse { pre_vote: bool, granted: bool },
+    Vote {
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
     /// AppendEntries: heartbeat when `entries` is empty. `read_ctx` is echoed in the response
     /// so the leader can count acknowledgements for ReadIndex.
     Append {
@@ -81,8 +109,12 @@ pub enum MessageBody {
         conflict_term: Term,
         read_ctx: u64,
     },
-    InstallSnapshot { snapshot: Snapshot },
-    InstallSnapshotResponse { match_index: Index },
+    InstallSnapshot {
+        snapshot: Snapshot,
+    },
+    InstallSnapshotResponse {
+        match_index: Index,
+    },
 }
 
 impl MessageBody {
@@ -107,7 +139,7 @@ pub struct ReadState {
 }
 
 /// Role of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Follower,
@@ -211,55 +243,98 @@ pub struct Status {
 }
 
 /// The Raft state machine of one node.
+#[derive(Clone, Debug, Hash)]
 pub struct RawNode {
     _private: (),
+    raft: core::Raft,
 }
 
 impl RawNode {
     /// A node restarting from `persisted` (or starting fresh from `Persisted::default()`),
     /// drawing its election timeouts from `rng`. A node with no peers elects itself at once.
-    pub fn new(_config: Config, _persisted: Persisted, _rng: StdRng) -> Self {
-        todo!("issue 3: raft core")
+    ///
+    /// Panics if `persisted.entries` is not contiguous after the snapshot (the caller's
+    /// storage is corrupt; it should have refused to start).
+    pub fn new(config: Config, persisted: Persisted, rng: StdRng) -> Self {
+        RawNode {
+            _private: (),
+            raft: core::Raft::new(config, persisted, rng),
+        }
     }
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
-        todo!()
+        self.raft.tick()
     }
 
     /// Handles a message from a peer. Messages for another node or malformed are ignored.
-    pub fn step(&mut self, _msg: Message) {
-        todo!()
+    pub fn step(&mut self, msg: Message) {
+        self.raft.step(msg)
     }
 
     /// Appends `data` to the log if leader; returns the (index, term) it will have if
     /// committed. Refused definitely when not the leader.
-    pub fn propose(&mut self, _data: Vec<u8>) -> Result<(Index, Term), ProposeError> {
-        todo!()
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), ProposeError> {
+        self.raft.propose(data)
     }
 
     /// Asks for a linearizable read (ReadIndex, Raft §6.4): a `ReadState` with this `ctx`
     /// appears in a later `Ready` once leadership is confirmed by a majority after this call
     /// and the leader has committed an entry of its term. Refused definitely when not leader.
-    pub fn read_index(&mut self, _ctx: u64) -> Result<(), ProposeError> {
-        todo!()
+    ///
+    /// If the node stops being leader before that, the read is dropped silently: the caller
+    /// times it out (a read may always be failed) or watches `status().role`.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ProposeError> {
+        self.raft.read_index(ctx)
     }
 
     /// Takes the pending batch of work. Call after every `tick`, `step`, `propose`,
     /// `read_index` (or a burst of them) and carry out its duties in order.
     pub fn ready(&mut self) -> Ready {
-        todo!()
+        self.raft.ready()
     }
 
     /// The caller has applied every entry up to `index` and its state machine snapshot `data`
     /// covers exactly that: discard the log up to `index` (kept for followers that need it
     /// only as a snapshot from now on).
-    pub fn compact(&mut self, _index: Index, _data: Vec<u8>) {
-        todo!()
+    ///
+    /// Ignored if `index` is at or below the current snapshot; panics if `index` was never
+    /// handed out in `Ready.committed` (a bug in the caller).
+    pub fn compact(&mut self, index: Index, data: Vec<u8>) {
+        self.raft.compact(index, data)
     }
 
     /// A view of the node's state (role, term, leader, indices, peer progress).
     pub fn status(&self) -> Status {
-        todo!()
+        self.raft.status()
+    }
+
+    /// The current hard state (term, vote, commit), persisted or not.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.raft.term,
+            vote: self.raft.vote.clone(),
+            commit: self.raft.log.commit,
+        }
+    }
+
+    /// Index and term of the last snapshot (0, 0 if none).
+    pub fn snapshot_meta(&self) -> (Index, Term) {
+        (self.raft.log.snapshot.index, self.raft.log.snapshot.term)
+    }
+
+    /// The entries after the snapshot, persisted or not (for tests and `/status`).
+    pub fn entries(&self) -> &[Entry] {
+        &self.raft.log.entries
+    }
+
+    /// The term of the entry at `index`, if it is in the log (or is the snapshot's).
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        self.raft.log.term(index)
+    }
+
+    /// The highest index handed out in `Ready.committed` (or installed by a snapshot).
+    pub fn applied(&self) -> Index {
+        self.raft.log.applied
     }
 }

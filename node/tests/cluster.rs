@@ -1,0 +1,488 @@
+//! Real `splitbrain-node` processes on loopback: election, the client API through any node,
+//! failover after SIGKILL, catch-up, durability of acknowledged writes, torn-tail recovery,
+//! and the server-level bugs on demand.
+
+#![allow(clippy::needless_range_loop)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{wal_path, Cluster};
+
+const FAST: &[&str] = &["--request-timeout", "1000"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_and_serve_writes_reads_and_cas_through_any_node() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    // Every node agrees on who leads.
+    let lid = c.nodes[leader].id.clone();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for i in 0..3 {
+        loop {
+            let s = c.status(i).await.unwrap_or_default();
+            if s["leader"] == json!(lid) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} does not know leader {lid}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for i in 0..3 {
+        let key = format!("k{i}");
+        assert_eq!(
+            c.put(i, &key, json!(i), &format!("w{i}-1")).await.0,
+            200,
+            "{}",
+            c.logs()
+        );
+        for j in 0..3 {
+            assert_eq!(c.get(j, &key).await, (200, json!({"value": i})));
+        }
+    }
+    assert_eq!(
+        c.get((leader + 1) % 3, "absent").await,
+        (200, json!({"value": null}))
+    );
+    // cas through a follower: success, then mismatch with the current value.
+    let f = (leader + 1) % 3;
+    assert_eq!(c.cas(f, "k0", json!(0), json!(10), "c1-1").await.0, 200);
+    let (st, body) = c.cas(f, "k0", json!(0), json!(11), "c1-2").await;
+    assert_eq!(st, 409, "{body}");
+    assert_eq!(body["error"], "cas-mismatch");
+    assert_eq!(body["current"], json!(10));
+    assert_eq!(c.get(leader, "k0").await, (200, json!({"value": 10})));
+    // Status reports the peers' match index on the leader.
+    let s = c.status(leader).await.unwrap();
+    assert_eq!(s["role"], "leader");
+    assert_eq!(s["peers"].as_array().map(Vec::len), Some(2), "{s}");
+    assert!(s["applied"].as_u64().unwrap() >= 5, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_catches_up() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..20 {
+        assert_eq!(
+            c.put(old, &format!("a{i}"), json!(i), &format!("a-{i}"))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(c.put(old, "d", json!(1), "d-1").await.0, 200);
+    c.nodes[old].kill9();
+    let killed = Instant::now();
+    let other = (old + 1) % 3;
+    let mut seq = 0;
+    loop {
+        seq += 1;
+        let (st, _) = c.put(other, "after", json!(seq), &format!("b-{seq}")).await;
+        if st == 200 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(3),
+            "no write after failover\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(1), "failover took {took:?}");
+    let new = c.wait_leader(Duration::from_secs(2)).await;
+    assert_ne!(new, old);
+    // A retry of a write acknowledged by the old leader is not applied again by the new one.
+    assert_eq!(c.put(new, "d", json!(99), "d-1").await.0, 200);
+    assert_eq!(c.get(new, "d").await, (200, json!({"value": 1})));
+    for i in 0..20 {
+        assert_eq!(
+            c.put(new, &format!("c{i}"), json!(i), &format!("c-{i}"))
+                .await
+                .0,
+            200
+        );
+    }
+    // The old leader restarts on its data dir and catches up.
+    c.nodes[old].start();
+    let target = c.status(new).await.unwrap()["commit"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = c.status(old).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                assert_eq!(s["role"], "follower", "{s}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not catch up\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.get(old, "c19").await, (200, json!({"value": 19})));
+    assert_eq!(c.get(old, "after").await, (200, json!({"value": seq})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_through_a_snapshot() {
+    let mut c = Cluster::new(3, &["--request-timeout", "1000", "--snapshot-every", "20"]);
+    c.start_all();
+    let l = c.wait_leader(Duration::from_secs(5)).await;
+    let f = (l + 1) % 3;
+    c.nodes[f].kill9();
+    for i in 0..100 {
+        let (st, b) = c
+            .put(l, &format!("s{i}"), json!(i), &format!("s-{i}"))
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let s = c.status(l).await.unwrap();
+    assert!(
+        s["snapshot_index"].as_u64().unwrap() >= 80,
+        "leader did not compact: {s}"
+    );
+    c.nodes[f].start();
+    let target = s["commit"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = c.status(f).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                assert!(s["snapshot_index"].as_u64().unwrap() >= 80, "{s}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower did not catch up\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(c.nodes[f].data_dir.join("snapshot.bin").exists());
+    // The follower restarts from the installed snapshot and still has everything.
+    c.nodes[f].kill9();
+    c.nodes[f].start();
+    c.nodes[l].kill9();
+    let l2 = c.wait_leader(Duration::from_secs(5)).await;
+    assert_ne!(l2, l);
+    for i in 0..100 {
+        assert_eq!(c.get(f, &format!("s{i}")).await, (200, json!({"value": i})));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_serves_no_stale_read_and_rolls_back_its_write_on_heal() {
+    let (mut c, proxies) = Cluster::with_proxies(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "k", json!(1), "a-1").await.0, 200);
+    let cut = |on: bool| {
+        for i in 0..3 {
+            for j in 0..3 {
+                if i == old || j == old {
+                    if let Some(p) = &proxies[i][j] {
+                        p.set_cut(on);
+                    }
+                }
+            }
+        }
+    };
+    cut(true);
+    // The majority side elects a new leader and commits a new value.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let other = (old + 1) % 3;
+    let mut n = 0;
+    loop {
+        n += 1;
+        if c.put(other, "k", json!(2), &format!("b-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "majority never served\n{}",
+            c.logs()
+        );
+    }
+    // The isolated old leader must not serve the old value nor acknowledge a write.
+    let (st, body) = c.get(old, "k").await;
+    assert_eq!(st, 503, "isolated node answered a read: {body}");
+    assert_eq!(body["definite"], json!(true));
+    let (st, body) = c.put(old, "k", json!(3), "z-1").await;
+    assert!(
+        st == 503 || st == 504,
+        "isolated node acknowledged a write: {st} {body}"
+    );
+    cut(false);
+    // On heal the old leader follows and holds the majority's value, not its own write.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower" && s["leader"].is_string() {
+            let (st, body) = c.get(old, "k").await;
+            if st == 200 {
+                assert_eq!(body, json!({"value": 2}));
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old leader did not rejoin: {s}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_follows_after_it_resumes() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let old = c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(old, "p", json!(1), "p-1").await.0, 200);
+    c.nodes[old].signal(libc::SIGSTOP);
+    let other = (old + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 1;
+    loop {
+        n += 1;
+        if c.put(other, "p", json!(2), &format!("p-{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader\n{}", c.logs());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.nodes[old].signal(libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = c.status(old).await.unwrap_or_default();
+        if s["role"] == "follower"
+            && s["leader"].is_string()
+            && s["leader"] != json!(c.nodes[old].id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resumed leader did not follow: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.get(old, "p").await, (200, json!({"value": 2})));
+}
+
+/// Writers on distinct keys; every acknowledged one must be read back after SIGKILL of all
+/// nodes and a restart.
+async fn acknowledged_writes(
+    c: &Arc<Cluster>,
+    writers: usize,
+    for_: Duration,
+) -> BTreeMap<String, Value> {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let end = Instant::now() + for_;
+            let mut i = 0;
+            while Instant::now() < end {
+                i += 1;
+                let key = format!("w{w}-{i}");
+                let (st, _) = c.put(i % 3, &key, json!(i), &format!("w{w}-{i}")).await;
+                if st == 200 {
+                    acked.push((key, json!(i)));
+                }
+            }
+            acked
+        }));
+    }
+    let mut all = BTreeMap::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_sigkill_of_all_nodes_and_a_restart() {
+    let mut c = Cluster::new(3, &["--request-timeout", "1000", "--snapshot-every", "150"]);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(5)).await;
+    let c = Arc::new(c);
+    let acked = acknowledged_writes(&c, 6, Duration::from_millis(2000)).await;
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    let mut c = Arc::try_unwrap(c).ok().expect("writers finished");
+    assert_eq!(c.put(0, "fin", json!(1), "fin-1").await.0, 200);
+    for n in &mut c.nodes {
+        n.kill9();
+    }
+    // Snapshots were taken (snapshot-every 150) so recovery goes through them too.
+    assert!(c
+        .nodes
+        .iter()
+        .any(|n| n.data_dir.join("snapshot.bin").exists()));
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    for (k, v) in &acked {
+        let (st, body) = c.get(leader, k).await;
+        assert_eq!(
+            (st, &body["value"]),
+            (200, v),
+            "acknowledged write of {k} lost\n{}",
+            c.logs()
+        );
+    }
+    // A retry of an acknowledged write after the restart (and snapshot) is not applied again.
+    assert_eq!(c.put(leader, "fin", json!("again"), "fin-1").await.0, 200);
+    assert_eq!(c.get(leader, "fin").await, (200, json!({"value": 1})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_wal_tail_is_dropped_and_the_node_serves_after_restart() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let l = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..10 {
+        assert_eq!(
+            c.put(l, &format!("t{i}"), json!(i), &format!("t-{i}"))
+                .await
+                .0,
+            200
+        );
+    }
+    for n in &mut c.nodes {
+        n.kill9();
+    }
+    // A record header that promises 200 bytes, followed by only 13 of them: a torn append.
+    for n in &c.nodes {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(wal_path(&n.data_dir))
+            .unwrap();
+        let mut rec = 200u32.to_le_bytes().to_vec();
+        rec.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+        rec.extend_from_slice(b"partial write");
+        f.write_all(&rec).unwrap();
+    }
+    c.start_all();
+    let l = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..10 {
+        assert_eq!(c.get(l, &format!("t{i}")).await, (200, json!({"value": i})));
+    }
+    assert_eq!(c.put(l, "t10", json!(10), "t-10").await.0, 200);
+    assert!(c.logs().contains("torn tail"), "{}", c.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_before_the_wal_tail_stops_the_node_with_file_and_offset() {
+    let mut c = Cluster::new(1, &[]);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..5 {
+        assert_eq!(
+            c.put(0, &format!("d{i}"), json!(i), &format!("d-{i}"))
+                .await
+                .0,
+            200
+        );
+    }
+    c.nodes[0].kill9();
+    let p = wal_path(&c.nodes[0].data_dir);
+    let mut bytes = std::fs::read(&p).unwrap();
+    assert!(bytes.len() > 100);
+    bytes[20] ^= 0xff; // inside the first records
+    std::fs::write(&p, &bytes).unwrap();
+    c.nodes[0].start();
+    let st = c.nodes[0]
+        .wait_exit(Duration::from_secs(5))
+        .expect("node must refuse to start");
+    assert!(!st.success());
+    let log = c.nodes[0].log_text();
+    assert!(log.contains("wal.log") && log.contains("offset"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly() {
+    let mut c = Cluster::new(1, &[]);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.put(0, "x", json!(1), "x-1").await.0, 200);
+    c.nodes[0].signal(libc::SIGTERM);
+    let st = c.nodes[0]
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits on SIGTERM");
+    assert!(st.success(), "{st:?}\n{}", c.logs());
+    c.nodes[0].start();
+    c.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(c.get(0, "x").await, (200, json!({"value": 1})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_before_commit_bug_acknowledges_writes_no_quorum_has() {
+    for bug in [false, true] {
+        let mut extra = vec!["--request-timeout", "600"];
+        if bug {
+            extra.extend(["--bug", "ack-before-commit"]);
+        }
+        let mut c = Cluster::new(3, &extra);
+        c.start_all();
+        let l = c.wait_leader(Duration::from_secs(5)).await;
+        assert_eq!(c.put(l, "k", json!(1), "a-1").await.0, 200);
+        // Freeze both followers: nothing can commit any more.
+        for i in 0..3 {
+            if i != l {
+                c.nodes[i].signal(libc::SIGSTOP);
+            }
+        }
+        let (st, body) = c.put(l, "k", json!(2), "a-2").await;
+        if bug {
+            assert_eq!(st, 200, "bug on: acknowledged at once: {body}");
+        } else {
+            assert_eq!(
+                st, 504,
+                "bug off: not acknowledged without a quorum: {body}"
+            );
+            assert_eq!(body["definite"], json!(false));
+        }
+        for i in 0..3 {
+            c.nodes[i].signal(libc::SIGCONT);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_read_bug_serves_reads_without_a_leader() {
+    for bug in [false, true] {
+        let mut extra = vec!["--request-timeout", "500"];
+        if bug {
+            extra.extend(["--bug", "stale-read"]);
+        }
+        // Only n1 of three runs: it can never be confirmed as leader.
+        let mut c = Cluster::new(3, &extra);
+        c.nodes[0].start();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (st, body) = c.get(0, "k").await;
+        if bug {
+            assert_eq!((st, body), (200, json!({"value": null})));
+        } else {
+            assert_eq!(st, 503, "{body}");
+            assert_eq!(body["definite"], json!(true));
+        }
+    }
+}
