@@ -19,7 +19,11 @@ fn write_history(
 #[test]
 fn check_report_draws_the_counterexample_of_an_invalid_history() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = write_history(tmp.path(), "bad.jsonl", &runs::invalid_history());
+    let mut events = runs::invalid_history();
+    // A failed write: the checker drops it, the page still draws it (JSONL is drawn as recorded).
+    events.push(serde_json::json!({"index": 10, "time": 9_000_000, "process": 4, "type": "invoke", "f": "write", "value": 9}));
+    events.push(serde_json::json!({"index": 11, "time": 9_500_000, "process": 4, "type": "fail", "f": "write", "value": 9}));
+    let file = write_history(tmp.path(), "bad.jsonl", &events);
     let out = tmp.path().join("bad.html");
     let st = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
         .args(["check", "--model", "register", "--report"])
@@ -41,6 +45,14 @@ fn check_report_draws_the_counterexample_of_an_invalid_history() {
         "names the read that cannot be placed"
     );
     assert!(html.contains("bad.jsonl"), "titled with the file");
+    assert!(
+        html.contains("data-total-ops=\"5\""),
+        "the failed write is drawn too"
+    );
+    assert!(
+        html.contains("partition n1 | n2,n3"),
+        "the partition is drawn"
+    );
 }
 
 #[test]

@@ -114,8 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Verdict::Unknown => unknown = true,
         }
         if let Some(out) = &args.report {
-            let title = file.display().to_string();
-            crate::report::write_history_report(&history, &report, &title, out)?;
+            crate::report::write_history_file_report(file, &history, &report, out)?;
             eprintln!("report {}", out.display());
         }
         if args.json {

@@ -342,8 +342,9 @@ pub fn render_run_dir(run_dir: &Path) -> String {
 /// Writes the page for an offline history (`splitbrain check --report out.html FILE`): the
 /// same page as a run's, titled `title`, written to `out`; returns `out`.
 ///
-/// The checker's [`History`] keeps no `fail` ops (they are removed before checking) and no
-/// completion time for `info` ops, so those are drawn as never completed. Histories without
+/// The checker's [`History`] keeps no `fail` ops (they are removed before checking), may drop
+/// `info` writes nobody observed, and keeps no completion time for `info` ops (drawn as never
+/// completed); [`write_history_file_report`] draws a JSONL file as recorded instead. Histories without
 /// timestamps (Porcupine's logs) are drawn on event positions: 1 ms on the axis = 1 event.
 pub fn write_history_report(
     history: &History,
@@ -360,6 +361,35 @@ pub fn write_history_report(
         );
     }
     render_history_report(&events, warnings, Some(&check), title, out)
+}
+
+/// Like [`write_history_report`] for a history read from `file`, titled with the file's path.
+/// When `file` is native JSONL, its events are drawn as recorded (with `fail` ops and the
+/// completion times of `info` ops, which the checker's [`History`] leaves out); other formats
+/// are drawn from `history`.
+pub fn write_history_file_report(
+    file: &Path,
+    history: &History,
+    check: &CheckReport,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let title = file.display().to_string();
+    let raw = std::fs::read_to_string(file).ok().and_then(|text| {
+        let (events, warnings) = parse_jsonl(&text);
+        let native = warnings.is_empty()
+            && !events.is_empty()
+            && events
+                .iter()
+                .all(|e| e.get("type").is_some() && e.get("process").is_some());
+        native.then_some(events)
+    });
+    match raw {
+        Some(events) => {
+            let check = serde_json::to_value(check).context("serializing the check report")?;
+            render_history_report(&events, Vec::new(), Some(&check), &title, out)
+        }
+        None => write_history_report(history, check, &title, out),
+    }
 }
 
 /// The events of a checker [`History`] in DESIGN §1 JSON, in time order, and whether the
