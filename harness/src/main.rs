@@ -17,6 +17,7 @@ mod store;
 mod suite;
 mod summary;
 mod target;
+mod report;
 
 #[derive(Parser)]
 #[command(

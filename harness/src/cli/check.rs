@@ -41,6 +41,9 @@ pub struct Args {
     /// Print one JSON object per file instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the history and its verdict as one self-contained HTML page at OUT (one FILE).
+    #[arg(long, value_name = "OUT")]
+    pub report: Option<PathBuf>,
     /// History files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -67,6 +70,13 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if args.report.is_some() && args.files.len() != 1 {
+        return Err(exit::BadInput(format!(
+            "--report draws one history: give one FILE, not {}",
+            args.files.len()
+        ))
+        .into());
+    }
     let mut unreadable = false;
     let mut invalid = false;
     let mut unknown = false;
@@ -102,6 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Verdict::Valid => {}
             Verdict::Invalid => invalid = true,
             Verdict::Unknown => unknown = true,
+        }
+        if let Some(out) = &args.report {
+            crate::report::write_history_file_report(file, &history, &report, out)?;
+            eprintln!("report {}", out.display());
         }
         if args.json {
             println!("{}", json_line(file, &report)?);
