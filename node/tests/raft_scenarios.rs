@@ -896,3 +896,23 @@ fn node_itself_in_peer_list_is_ignored() {
         "a one-node cluster elects itself"
     );
 }
+
+// Durability under torn writes: the commit index handed out for persisting never covers
+// entries of the same batch, so a crash that keeps the hard state but loses the entries
+// cannot make a restarted node apply stale entries as committed. It catches up next batch.
+#[test]
+fn persisted_commit_index_never_covers_entries_of_the_same_ready() {
+    let mut f = follower(CoreBugs::default());
+    f.step(append(1, 0, 0, 3, 3));
+    let rd = f.ready();
+    assert_eq!(rd.entries.len(), 3);
+    assert_eq!(
+        rd.committed.len(),
+        3,
+        "applied in this batch (after persisting it)"
+    );
+    let hs = rd.hard_state.expect("term changed");
+    assert_eq!(hs.commit, 0, "not yet backed by durable entries");
+    let rd = f.ready();
+    assert_eq!(rd.hard_state.map(|h| h.commit), Some(3), "caught up");
+}

@@ -147,8 +147,24 @@ impl Sim {
             return Ok(());
         }
         if lossy && self.rng.gen_bool(self.p.p_crash_mid_ready) {
-            // Crash before the Ready was persisted: its effects are lost.
-            self.nodes[i].crash();
+            // Crash while persisting the Ready: nothing of it, or (a torn write of several
+            // records) only its hard state, or only its snapshot and entries, is durable.
+            // Nothing was sent or applied, so any of these must be safe.
+            let node = &mut self.nodes[i];
+            let mut rd = node.raw_mut().ready();
+            match self.rng.gen_range(0..3) {
+                0 => {}
+                1 => {
+                    rd.snapshot = None;
+                    rd.entries.clear();
+                    node.disk.persist(&rd);
+                }
+                _ => {
+                    rd.hard_state = None;
+                    node.disk.persist(&rd);
+                }
+            }
+            node.crash();
             return Ok(());
         }
         let (msgs, rd) = self.nodes[i].handle_ready();

@@ -1041,17 +1041,6 @@ impl Raft {
             self.read_round_due = false;
             self.commit_round_due = false;
         }
-        let hs = HardState {
-            term: self.term,
-            vote: self.vote.clone(),
-            commit: self.log.commit,
-        };
-        let hard_state = if hs != self.prev_hard_state {
-            self.prev_hard_state = hs.clone();
-            Some(hs)
-        } else {
-            None
-        };
         let snapshot = self.log.pending_snapshot.take();
         let last = self.log.last_index();
         let entries = if self.log.unstable_from <= last {
@@ -1061,6 +1050,32 @@ impl Raft {
             Vec::new()
         };
         self.log.unstable_from = last + 1;
+        // The commit index handed out for persisting never covers entries (or a snapshot)
+        // of this same batch: it may then be written in any order with them, and a torn
+        // write cannot leave a durable commit index pointing at entries that are not. It
+        // catches up at the next `ready()`.
+        let durable_bound = if snapshot.is_some() {
+            self.prev_hard_state.commit
+        } else if let Some(first) = entries.first() {
+            first.index - 1
+        } else {
+            Index::MAX
+        };
+        let hs = HardState {
+            term: self.term,
+            vote: self.vote.clone(),
+            commit: self
+                .log
+                .commit
+                .min(durable_bound)
+                .max(self.prev_hard_state.commit),
+        };
+        let hard_state = if hs != self.prev_hard_state {
+            self.prev_hard_state = hs.clone();
+            Some(hs)
+        } else {
+            None
+        };
         let hi = self.log.commit.min(last);
         let committed = if hi > self.log.applied {
             let c = self.log.slice(self.log.applied + 1, hi).to_vec();

@@ -25,6 +25,10 @@
 //!   only because the caller persists step 2 before sending (step 3) or applying (step 4).
 //! - `ready.committed` may contain entries that appear in `ready.entries` of the same batch
 //!   (persist first, then apply).
+//! - `ready.hard_state.commit` never covers entries or a snapshot of the same batch, so the
+//!   records of step 2 may be written in any order: a torn write that keeps the hard state
+//!   but loses the entries leaves no commit index pointing at missing entries. (The durable
+//!   commit index may thus lag by one batch; it is recovered from the leader.)
 //! - In a refused `AppendResponse`, `match_index` carries the refused `prev_log_index`.
 //! - A granted pre-vote answer carries the term the candidate asked for (it changes no
 //!   one's term); every other answer carries the responder's current term.
