@@ -382,8 +382,7 @@ pub fn try_check(
     })
 }
 
-/// Searches one partition; on `Invalid`, searches again with tracing to build the
-/// counterexample (the fast path keeps no trace).
+/// Searches one partition, tracing the deepest partial linearization for the counterexample.
 fn run_partition<M: SearchModel>(
     m: &M,
     history: &History,
@@ -393,22 +392,11 @@ fn run_partition<M: SearchModel>(
 ) -> (Outcome, Option<Counterexample>) {
     let calls: Vec<u64> = kept.iter().map(|&i| history.ops[i].call).collect();
     let rets: Vec<u64> = kept.iter().map(|&i| history.ops[i].ret).collect();
-    // Tracing copies the stack at each new depth record (O(n²) at worst): cheap for small
-    // partitions, so trace them in the first pass; search big ones again when invalid.
-    let small = kept.len() <= 4096;
-    let (outcome, trace) = search(m, &calls, &rets, limits, small);
+    let (outcome, trace) = search(m, &calls, &rets, limits, true);
     if outcome != Outcome::Invalid {
         return (outcome, None);
     }
-    let (again, trace) = if small {
-        (outcome, trace)
-    } else {
-        let no_cancel = Limits {
-            deadline: limits.deadline,
-            cancel: &[],
-        };
-        search(m, &calls, &rets, &no_cancel, true)
-    };
+    let again = outcome;
     let cx = match (again, trace) {
         (Outcome::Invalid, Some(t)) => {
             let op = &history.ops[kept[t.blocked]];

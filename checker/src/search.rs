@@ -173,7 +173,8 @@ impl Bits {
 
 /// Searches for a linearization of ops with invocation positions `calls[i]` and completion
 /// positions `rets[i]` (`u64::MAX` for ops open to +∞). With `trace`, an invalid result
-/// comes with the deepest partial linearization reached.
+/// comes with the deepest partial linearization reached (kept incrementally: amortized O(1)
+/// per step).
 pub(crate) fn search<M: SearchModel>(
     m: &M,
     calls: &[u64],
@@ -236,6 +237,8 @@ pub(crate) fn search<M: SearchModel>(
     let mut best: Option<Trace<M::State>> = None;
     let mut entry = next[head] as usize;
     let mut iter: u32 = 0;
+    // Length of the common prefix of `stack` and `best.prefix` (tracing only).
+    let mut common: usize = 0;
 
     while next[head] as usize != tail {
         iter = iter.wrapping_add(1);
@@ -253,6 +256,13 @@ pub(crate) fn search<M: SearchModel>(
             if let Some(ns) = m.step(&state, op) {
                 bits.flip(op, zob[op]);
                 if cache.insert(&bits, &ns) {
+                    // Keep `common` = length of the shared prefix of the stack and the best
+                    // trace, so that recording a new best copies only what changed.
+                    if let Some(b) = &best {
+                        if common == stack.len() && b.prefix.get(common) == Some(&op) {
+                            common += 1;
+                        }
+                    }
                     stack.push((entry, std::mem::replace(&mut state, ns)));
                     // Lift the invocation and its completion out of the list.
                     for x in [entry, entry + 1] {
@@ -267,16 +277,30 @@ pub(crate) fn search<M: SearchModel>(
             }
             entry = next[entry] as usize;
         } else {
-            if trace && best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
-                best = Some(Trace {
-                    prefix: stack.iter().map(|(e, _)| e / 2).collect(),
-                    blocked: entry / 2,
-                    state: state.clone(),
-                });
+            if trace {
+                match &mut best {
+                    Some(b) if stack.len() <= b.prefix.len() => {}
+                    Some(b) => {
+                        b.prefix.truncate(common);
+                        b.prefix.extend(stack[common..].iter().map(|(e, _)| e / 2));
+                        b.blocked = entry / 2;
+                        b.state = state.clone();
+                        common = stack.len();
+                    }
+                    None => {
+                        best = Some(Trace {
+                            prefix: stack.iter().map(|(e, _)| e / 2).collect(),
+                            blocked: entry / 2,
+                            state: state.clone(),
+                        });
+                        common = stack.len();
+                    }
+                }
             }
             let Some((e, s)) = stack.pop() else {
                 return (Outcome::Invalid, best);
             };
+            common = common.min(stack.len());
             state = s;
             let op = e / 2;
             bits.flip(op, zob[op]);

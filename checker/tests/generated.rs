@@ -97,10 +97,10 @@ fn corrupting_one_read_mostly_makes_histories_invalid() {
             total += 1;
             if r.valid == Verdict::Invalid {
                 invalid += 1;
-                assert!(
-                    r.counterexample.is_some(),
-                    "{model} seed {seed}: no counterexample"
-                );
+                let cx = r
+                    .counterexample
+                    .expect("invalid comes with a counterexample");
+                assert_prefix_is_a_linearization(model, &h, &cx.prefix, &cx.state);
             }
         }
         assert!(total > 100, "{model}: too few histories with reads");
@@ -282,6 +282,32 @@ fn random_history(model: ModelKind, seed: u64) -> Vec<Event> {
         }
     }
     events
+}
+
+/// The counterexample's prefix is legal in the model, ends in the reported state, and
+/// respects real time: every op that precedes a prefix op is earlier in the prefix.
+fn assert_prefix_is_a_linearization(model: ModelKind, h: &History, prefix: &[Op], end: &Value) {
+    let mut state = if model == ModelKind::AppendKv {
+        json!("")
+    } else {
+        Value::Null
+    };
+    let key = prefix.first().and_then(|o| o.key.clone());
+    for (i, op) in prefix.iter().enumerate() {
+        state = oracle_step(model, &state, op)
+            .unwrap_or_else(|| panic!("prefix op {i} ({op:?}) is illegal in state {state}"));
+        for other in h.ops.iter().filter(|o| o.key == key && o.precedes(op)) {
+            let info_read =
+                other.status == OpStatus::Info && (other.f == "read" || other.f == "get");
+            assert!(
+                info_read || prefix[..i].iter().any(|p| p.id == other.id),
+                "prefix op {} placed before op {} that precedes it",
+                op.id,
+                other.id
+            );
+        }
+    }
+    assert_eq!(&state, end, "prefix does not end in the reported state");
 }
 
 #[test]
