@@ -248,36 +248,55 @@ async fn run_async(
     let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
         .map_err(crate::cli::exit::BadInput)?;
     let ids = opts.member_ids();
-    let net: Arc<dyn Network> = match prebuilt_net {
-        Some(net) => net,
-        None => Arc::new(
-            ProxyNet::start(
-                &ids,
-                target.shares_client_and_peer_port(),
-                splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
-            )
-            .await?,
-        ),
-    };
     let token = format!(
         "sb-{:016x}",
         splitbrain_workloads::sub_seed(opts.seed, u64::MAX - 1)
     );
-    let cluster = Arc::new(Cluster::new(
-        target.clone(),
-        net,
-        &ids,
-        &run_dir,
-        &token,
-        &opts.node_args,
-        opts.seed,
-    )?);
     crate::cluster::install_panic_hook();
-    cluster.start_all()?;
-    cluster
-        .wait_ready(Duration::from_secs(30))
-        .await
-        .context("starting the cluster")?;
+    // A member that exits during start-up (most often: its port was taken between the choice
+    // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
+    let can_retry = prebuilt_net.is_none();
+    let mut prebuilt_net = prebuilt_net;
+    let mut attempt = 0;
+    let cluster = loop {
+        attempt += 1;
+        let net: Arc<dyn Network> = match prebuilt_net.take() {
+            Some(net) => net,
+            None => Arc::new(
+                ProxyNet::start(
+                    &ids,
+                    target.shares_client_and_peer_port(),
+                    splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
+                )
+                .await?,
+            ),
+        };
+        let cluster = Arc::new(Cluster::new(
+            target.clone(),
+            net,
+            &ids,
+            &run_dir,
+            &token,
+            &opts.node_args,
+            opts.seed,
+        )?);
+        let started = match cluster.start_all() {
+            Ok(()) => cluster.wait_ready(Duration::from_secs(30)).await,
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(()) => break cluster,
+            Err(e) if can_retry && attempt < 3 && !cluster.crashed().is_empty() => {
+                eprintln!("start-up attempt {attempt} failed ({e:#}); retrying on fresh ports");
+                cluster.stop_all();
+                drop(cluster);
+                let data = run_dir.join("data");
+                std::fs::remove_dir_all(&data)
+                    .with_context(|| format!("clearing {}", data.display()))?;
+            }
+            Err(e) => return Err(e).context("starting the cluster"),
+        }
+    };
 
     let recorder = Arc::new(Recorder::create(
         &run_dir.join("history.jsonl"),

@@ -6,10 +6,10 @@
 //! ones (accepted and reset at once) until healed. A link that is not cut may delay each
 //! forwarded chunk and drop the connection with a probability per chunk.
 //!
-//! Client and peer ports are chosen by binding `127.0.0.1:0`: the proxies keep their listeners;
-//! members' ports are released just before the member binds them (a small race, as in every
-//! local harness: a member that cannot bind exits, and the cluster's readiness wait reports it
-//! with the path of its log).
+//! The proxies bind `127.0.0.1:0` and keep their listeners. Members' ports are chosen below the
+//! kernel's ephemeral range (so no outgoing connection can take them) and released just before
+//! the member binds them; if another listener takes one in between, the member exits and the
+//! runner starts the cluster again on fresh ports.
 
 use super::{Link, LinkFaults, MemberAddrs, Network};
 use anyhow::Context;
@@ -44,8 +44,33 @@ pub struct ProxyNet {
     links: BTreeMap<Link, ProxyLink>,
 }
 
-/// A free port on 127.0.0.1 (bound, then released).
+/// The kernel's ephemeral port range (`ip_local_port_range`), where outgoing connections
+/// take their source ports.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().filter_map(|x| x.parse::<u16>().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// A free port on 127.0.0.1 (bound, then released) for a member to listen on. Chosen below
+/// the ephemeral range when there is room, so that no outgoing connection (of the proxies,
+/// clients or other programs) can take it between its choice and the member's bind.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let (low, _) = ephemeral_range();
+    if low > 12_000 {
+        // Ports are not part of the replayable schedule: two runs with one seed may run at once.
+        let mut rng = StdRng::from_entropy();
+        for _ in 0..200 {
+            let port = rng.gen_range(10_000..low);
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return l.local_addr().context("local address of a fresh listener");
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     l.local_addr().context("local address of a fresh listener")
 }
