@@ -452,9 +452,11 @@ async fn run_async(
     };
     store::write_json(&run_dir, "results.json", &results_json(&outcome))?;
 
-    // ── report.html: the report engineer adds the call here ──────────────────────────────────
-    // crate::report::write_run_report(&run_dir)?;
-    // ─────────────────────────────────────────────────────────────────────────────────────────
+    // report.html (+ latency.svg, rate.svg). A report that cannot be drawn must not cost the
+    // verdict, which is already on disk: warn and go on.
+    if let Err(e) = crate::report::write_run_report(&run_dir) {
+        eprintln!("warning: could not write report.html: {e:#}");
+    }
 
     if opts.interactive {
         say(render_outcome(&outcome).trim_end());
@@ -505,6 +507,10 @@ pub fn render_outcome(o: &RunOutcome) -> String {
         if !out.ends_with('\n') {
             out.push('\n');
         }
+    }
+    let report = o.run_dir.join("report.html");
+    if report.exists() {
+        out.push_str(&format!("report              {}\n", report.display()));
     }
     out.push_str(&format!("run directory       {}\n", o.run_dir.display()));
     out
