@@ -35,7 +35,7 @@ declare -A BUG_ARGS=(
     # committed entry) stops them with a panic; with that guard off (no-truncate-check, which
     # on its own is not caught, below) the stale leader's log wins and acknowledged writes go.
     [vote-any-log]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2 --node-arg=--bug --node-arg=no-truncate-check"
-    [no-dedup]="--nodes 3 --time-limit 60 --workload kv --nemesis isolate-one,kill --nemesis-interval 1 --retries 3 --concurrency 5n --rate 300"
+    [no-dedup]="--nodes 3 --time-limit 60 --workload kv --nemesis isolate-one,kill --nemesis-interval 1 --retries 3 --retry-backoff 0.3 --concurrency 5n --rate 300"
     [commit-old-term]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2"
     [no-truncate-check]="--nodes 3 --time-limit 40 --workload kv --nemesis delay,kill --nemesis-overlap --nemesis-interval 2"
 )

@@ -68,6 +68,8 @@ pub struct Worker {
     pub clients: Vec<Arc<dyn Client>>,
     /// Retries of an indefinite write or cas, with the same request id.
     pub retries: usize,
+    /// Wait before retry `i`: `retry_backoff × i`.
+    pub retry_backoff: Duration,
     pub recorder: Arc<Recorder>,
     pub limiter: Arc<RateLimiter>,
     pub counters: Arc<Counters>,
@@ -111,8 +113,9 @@ pub async fn perform(
 }
 
 /// Performs a write or cas, retrying an indefinite outcome up to `retries` times with the
-/// same request id, each retry through the next member (`clients[start + i]`). The node's
-/// request-id dedup makes this safe: a retry applies at most once and answers as the first.
+/// same request id, each retry through the next member (`clients[start + i]`) after waiting
+/// `backoff × i`. The node's request-id dedup makes this safe: a retry applies at most once
+/// and answers as the first.
 pub async fn perform_with_retries(
     clients: &[Arc<dyn Client>],
     start: usize,
@@ -120,9 +123,13 @@ pub async fn perform_with_retries(
     rid: &str,
     timeout: Duration,
     retries: usize,
+    backoff: Duration,
 ) -> (EventType, Value, Option<String>) {
     let mut i = 0;
     loop {
+        if i > 0 {
+            tokio::time::sleep(backoff * i as u32).await;
+        }
         let client = &clients[(start + i) % clients.len()];
         let r = perform(&**client, op, rid, timeout).await;
         if r.0 != EventType::Info || op.f == F::Read || i >= retries {
@@ -156,6 +163,7 @@ impl Worker {
                 &rid,
                 self.op_timeout,
                 self.retries,
+                self.retry_backoff,
             )
             .await;
             self.recorder

@@ -66,6 +66,9 @@ pub struct TestOptions {
     /// member); 0 = Jepsen's behaviour (the op is `info`).
     #[serde(default)]
     pub retries: usize,
+    /// Wait before retry `i` of an indefinite write: `retry_backoff_s × i` seconds.
+    #[serde(default)]
+    pub retry_backoff_s: f64,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
     /// Show the progress bar and print the summary.
@@ -101,6 +104,12 @@ impl TestOptions {
             return Err(format!(
                 "--recovery-time {}: must be ≥ 0",
                 self.recovery_time_s
+            ));
+        }
+        if !(self.retry_backoff_s >= 0.0 && self.retry_backoff_s.is_finite()) {
+            return Err(format!(
+                "--retry-backoff {}: must be ≥ 0",
+                self.retry_backoff_s
             ));
         }
         if !(self.op_timeout_s > 0.0) {
@@ -344,6 +353,7 @@ async fn run_async(
             gen,
             clients: member_clients.clone(),
             retries: opts.retries,
+            retry_backoff: Duration::from_secs_f64(opts.retry_backoff_s),
             recorder: recorder.clone(),
             limiter: limiter.clone(),
             counters: counters.clone(),

@@ -53,6 +53,7 @@ impl TestRunner {
             op_timeout_s: 3.0,
             nemesis_overlap: false,
             retries: 0,
+            retry_backoff_s: 0.0,
             check_timeout_s: 120.0,
             interactive: false,
         };

@@ -76,6 +76,9 @@ pub struct Args {
     /// next member (exercises the node's request-id dedup; 0: the op is `info` at once).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub retries: usize,
+    /// Seconds to wait before retry i of an indefinite write: i × this.
+    #[arg(long, default_value_t = 0.1, value_name = "SECS")]
+    pub retry_backoff: f64,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
@@ -142,6 +145,7 @@ impl Args {
             node_args: self.node_args.clone(),
             op_timeout_s: self.op_timeout,
             retries: self.retries,
+            retry_backoff_s: self.retry_backoff,
             check_timeout_s: self.check_timeout,
             interactive: true,
         };

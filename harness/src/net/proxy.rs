@@ -32,7 +32,7 @@ struct LinkState {
 
 struct ProxyLink {
     /// Where the member at the link's source dials (also in `MemberAddrs::routes`).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[allow(dead_code)]
     listen: SocketAddr,
     state: watch::Sender<LinkState>,
     task: JoinHandle<()>,
