@@ -277,7 +277,7 @@ fn assert_mix(model: ModelKind, (valid, invalid): (usize, usize)) {
 fn register_reductions_agree_with_oracle_on_adversarial_histories() {
     assert_mix(
         ModelKind::Register,
-        agree_with_oracle(ModelKind::Register, 0..4000, 8),
+        agree_with_oracle(ModelKind::Register, 0..10_000, 8),
     );
 }
 
@@ -285,20 +285,20 @@ fn register_reductions_agree_with_oracle_on_adversarial_histories() {
 fn cas_register_reductions_agree_with_oracle_on_adversarial_histories() {
     assert_mix(
         ModelKind::CasRegister,
-        agree_with_oracle(ModelKind::CasRegister, 0..4000, 8),
+        agree_with_oracle(ModelKind::CasRegister, 0..10_000, 8),
     );
 }
 
 #[test]
 fn kv_reductions_agree_with_oracle_on_adversarial_histories() {
-    assert_mix(ModelKind::Kv, agree_with_oracle(ModelKind::Kv, 0..3000, 8));
+    assert_mix(ModelKind::Kv, agree_with_oracle(ModelKind::Kv, 0..8000, 8));
 }
 
 #[test]
 fn append_kv_hints_agree_with_oracle_on_adversarial_histories() {
     assert_mix(
         ModelKind::AppendKv,
-        agree_with_oracle(ModelKind::AppendKv, 0..4000, 8),
+        agree_with_oracle(ModelKind::AppendKv, 0..10_000, 8),
     );
 }
 
