@@ -158,7 +158,8 @@ impl SearchModel for RegisterModel {
     fn input_class(&self, op: usize) -> Option<u64> {
         Some(match self.inputs[op] {
             RegInput::Read(v) => v as u64,
-            RegInput::Write(v) => 1 << 62 | v as u64,
+            // Tags: reads < 2^32, cas in [2^61, 2^63), writes ≥ 2^63: classes never collide.
+            RegInput::Write(v) => 1 << 63 | v as u64,
             // Two 30-bit ids pack into one class; larger ids get no class (no symmetry).
             RegInput::Cas { from, to, .. } if from >= 1 << 30 || to >= 1 << 30 => return None,
             RegInput::Cas { from, to, ok } => {
@@ -554,5 +555,41 @@ impl SearchModel for AppendKvModel {
     }
     fn describe(&self, s: &u32) -> Value {
         Value::String(self.strings.borrow()[*s as usize].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_classes_are_equal_only_for_identical_inputs() {
+        let ids = [0, 1, 2, (1 << 30) - 1];
+        let mut inputs = Vec::new();
+        for &a in &ids {
+            inputs.push(RegInput::Read(a));
+            inputs.push(RegInput::Write(a));
+            for &b in &ids {
+                for ok in [None, Some(false), Some(true)] {
+                    inputs.push(RegInput::Cas { from: a, to: b, ok });
+                }
+            }
+        }
+        let m = RegisterModel {
+            inputs: inputs.clone(),
+            values: Vec::new(),
+        };
+        for i in 0..inputs.len() {
+            for j in 0..inputs.len() {
+                let same = format!("{:?}", inputs[i]) == format!("{:?}", inputs[j]);
+                assert_eq!(
+                    m.input_class(i) == m.input_class(j),
+                    same,
+                    "{:?} vs {:?}",
+                    inputs[i],
+                    inputs[j]
+                );
+            }
+        }
     }
 }

@@ -4,11 +4,12 @@
 
 mod common;
 
+use common::oracle::{assert_prefix_is_a_linearization, oracle_valid};
 use common::sim::{corrupt_one_read, simulate, Sim, SimModel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use splitbrain_checker::history::{Event, EventType, History, Op, OpStatus, Process};
+use splitbrain_checker::history::{Event, EventType, History, Process};
 use splitbrain_checker::{check, CheckOptions, ModelKind, Verdict};
 
 fn configs() -> Vec<(Sim, ModelKind)> {
@@ -111,87 +112,6 @@ fn corrupting_one_read_mostly_makes_histories_invalid() {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Brute-force oracle: try every order of the ops consistent with real time; info ops may be
-// left out (= take effect after everything).
-// ---------------------------------------------------------------------------------------------
-
-fn oracle_step(model: ModelKind, state: &Value, op: &Op) -> Option<Value> {
-    let info = op.status == OpStatus::Info;
-    match op.f.as_str() {
-        "read" | "get" => (info || op.output == *state).then(|| state.clone()),
-        "write" | "put" => Some(op.value.clone()),
-        "cas" => {
-            let (from, to) = (&op.value[0], &op.value[1]);
-            if info {
-                Some(if state == from {
-                    to.clone()
-                } else {
-                    state.clone()
-                })
-            } else {
-                (state == from).then(|| to.clone())
-            }
-        }
-        "append" => {
-            assert_eq!(model, ModelKind::AppendKv);
-            Some(json!(format!(
-                "{}{}",
-                state.as_str().unwrap_or(""),
-                op.value.as_str().unwrap()
-            )))
-        }
-        f => panic!("oracle: unexpected f {f}"),
-    }
-}
-
-fn oracle(model: ModelKind, ops: &[Op], placed: &mut Vec<bool>, state: &Value) -> bool {
-    let remaining: Vec<usize> = (0..ops.len()).filter(|&i| !placed[i]).collect();
-    if remaining.iter().all(|&i| ops[i].status == OpStatus::Info) {
-        return true;
-    }
-    for &i in &remaining {
-        // i can go next only if no unplaced op completed before i was invoked.
-        if remaining.iter().any(|&j| ops[j].ret < ops[i].call) {
-            continue;
-        }
-        if let Some(s) = oracle_step(model, state, &ops[i]) {
-            placed[i] = true;
-            let ok = oracle(model, ops, placed, &s);
-            placed[i] = false;
-            if ok {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-fn oracle_valid(model: ModelKind, h: &History) -> bool {
-    // Per key, as the model's partitions.
-    let mut keys: Vec<Option<String>> = h
-        .ops
-        .iter()
-        .map(|o| o.key.as_ref().map(|k| k.to_string()))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let init = if model == ModelKind::AppendKv {
-        json!("")
-    } else {
-        Value::Null
-    };
-    keys.iter().all(|k| {
-        let ops: Vec<Op> = h
-            .ops
-            .iter()
-            .filter(|o| o.key.as_ref().map(|k| k.to_string()) == *k)
-            .cloned()
-            .collect();
-        oracle(model, &ops, &mut vec![false; ops.len()], &init)
-    })
-}
-
 /// A random small history: random interleaving, random results (often not linearizable).
 fn random_history(model: ModelKind, seed: u64) -> Vec<Event> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -282,32 +202,6 @@ fn random_history(model: ModelKind, seed: u64) -> Vec<Event> {
         }
     }
     events
-}
-
-/// The counterexample's prefix is legal in the model, ends in the reported state, and
-/// respects real time: every op that precedes a prefix op is earlier in the prefix.
-fn assert_prefix_is_a_linearization(model: ModelKind, h: &History, prefix: &[Op], end: &Value) {
-    let mut state = if model == ModelKind::AppendKv {
-        json!("")
-    } else {
-        Value::Null
-    };
-    let key = prefix.first().and_then(|o| o.key.clone());
-    for (i, op) in prefix.iter().enumerate() {
-        state = oracle_step(model, &state, op)
-            .unwrap_or_else(|| panic!("prefix op {i} ({op:?}) is illegal in state {state}"));
-        for other in h.ops.iter().filter(|o| o.key == key && o.precedes(op)) {
-            let info_read =
-                other.status == OpStatus::Info && (other.f == "read" || other.f == "get");
-            assert!(
-                info_read || prefix[..i].iter().any(|p| p.id == other.id),
-                "prefix op {} placed before op {} that precedes it",
-                op.id,
-                other.id
-            );
-        }
-    }
-    assert_eq!(&state, end, "prefix does not end in the reported state");
 }
 
 #[test]
