@@ -12,12 +12,12 @@ mod cluster;
 mod nemesis;
 mod net;
 mod recorder;
+mod report;
 mod runner;
 mod store;
 mod suite;
 mod summary;
 mod target;
-mod report;
 
 #[derive(Parser)]
 #[command(

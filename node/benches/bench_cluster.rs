@@ -32,7 +32,12 @@ async fn writer(c: Arc<Cluster>, node: usize, client: usize, until: Instant) -> 
         i += 1;
         let t = Instant::now();
         let (st, body) = c
-            .put(node, &format!("k{client}-{}", i % 64), json!(i), &format!("b{client}-{i}"))
+            .put(
+                node,
+                &format!("k{client}-{}", i % 64),
+                json!(i),
+                &format!("b{client}-{i}"),
+            )
             .await;
         assert_eq!(st, 200, "write failed: {body}");
         lat.push(t.elapsed());
@@ -41,9 +46,14 @@ async fn writer(c: Arc<Cluster>, node: usize, client: usize, until: Instant) -> 
 }
 
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let failovers: usize =
-        std::env::var("BENCH_FAILOVERS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let failovers: usize = std::env::var("BENCH_FAILOVERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

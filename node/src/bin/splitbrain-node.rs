@@ -2,7 +2,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "splitbrain-node", version, about = "A durable Raft key-value node over HTTP")]
+#[command(
+    name = "splitbrain-node",
+    version,
+    about = "A durable Raft key-value node over HTTP"
+)]
 struct Cli {
     #[command(flatten)]
     args: splitbrain_node::cli::NodeArgs,
