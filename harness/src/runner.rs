@@ -69,6 +69,10 @@ pub struct TestOptions {
     /// Wait before retry `i` of an indefinite write: `retry_backoff_s × i` seconds.
     #[serde(default)]
     pub retry_backoff_s: f64,
+    /// Every write writes a value of its own (`--unique-writes`), so that a write applied
+    /// twice is visible (see `splitbrain_workloads::WorkerGen::set_unique_writes`).
+    #[serde(default)]
+    pub unique_writes: bool,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
     /// Show the progress bar and print the summary.
@@ -335,7 +339,12 @@ async fn run_async(
     let op_timeout = Duration::from_secs_f64(opts.op_timeout_s);
     let limiter = Arc::new(RateLimiter::new(opts.rate));
     let counters = Arc::new(Counters::default());
-    let gens = worker_generators(opts.workload, opts.concurrency, opts.ops_per_key, opts.seed);
+    let mut gens = worker_generators(opts.workload, opts.concurrency, opts.ops_per_key, opts.seed);
+    if opts.unique_writes {
+        for (w, g) in gens.iter_mut().enumerate() {
+            g.set_unique_writes(w);
+        }
+    }
     let mut clients: Vec<Arc<dyn Client>> = Vec::new();
     for spec in &cluster.specs {
         clients.push(target.client(spec, op_timeout)?);

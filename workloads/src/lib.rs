@@ -15,7 +15,10 @@
 //!   `k{g}`, `k{g+G}`, `k{g+2G}`, …), as Jepsen's `independent/concurrent-generator`.
 //!
 //! Values are small integers (`0..VALUE_RANGE`), as in Jepsen's etcd test, so that a cas
-//! often finds the value it expects.
+//! often finds the value it expects. With [`WorkerGen::set_unique_writes`] (`--unique-writes`)
+//! every write writes a value no other write uses: a value read twice around another write is
+//! then proof that one write took effect twice (what a broken request-id dedup does), where
+//! with small values another write of the same value could explain it.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -133,7 +136,19 @@ pub struct WorkerGen {
     /// Operations done on the current key, and the current key's index (`n`).
     done_on_key: u64,
     key_n: u64,
+    /// `--unique-writes`: this worker's writes write `base + seq` (see `set_unique_writes`).
+    unique: Option<UniqueWrites>,
 }
+
+/// Where a worker's unique write values come from.
+#[derive(Debug, Clone, Copy)]
+struct UniqueWrites {
+    base: i64,
+    seq: i64,
+}
+
+/// Unique write values of worker `w` start at `(w + 1) × UNIQUE_STRIDE`, above `VALUE_RANGE`.
+pub const UNIQUE_STRIDE: i64 = 1_000_000_000;
 
 /// Derives a sub-seed, so that workers' and the nemesis's streams are independent.
 pub fn sub_seed(seed: u64, stream: u64) -> u64 {
@@ -167,6 +182,7 @@ pub fn worker_generators(
                 ops_per_worker_key: ops_per_key.max(1).div_ceil(group_size).max(1),
                 done_on_key: 0,
                 key_n: 0,
+                unique: None,
             }
         })
         .collect()
@@ -199,6 +215,16 @@ impl WorkerGen {
         }
     }
 
+    /// From now on, every write of this worker (`worker`: its index in `worker_generators`)
+    /// writes a value that no write of any other worker, nor an earlier one of its own, writes.
+    /// The random stream is unchanged, so the schedule of ops is the same as without it.
+    pub fn set_unique_writes(&mut self, worker: usize) {
+        self.unique = Some(UniqueWrites {
+            base: (worker as i64 + 1) * UNIQUE_STRIDE,
+            seq: 0,
+        });
+    }
+
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
         if self.kind == WorkloadKind::Kv && self.done_on_key >= self.ops_per_worker_key {
@@ -215,7 +241,11 @@ impl WorkerGen {
         let (f, arg) = match self.rng.gen_range(0..choices) {
             0 => (F::Read, None),
             1 => {
-                let v = self.rng.gen_range(0..VALUE_RANGE);
+                let mut v = self.rng.gen_range(0..VALUE_RANGE);
+                if let Some(u) = &mut self.unique {
+                    v = u.base + u.seq;
+                    u.seq += 1;
+                }
                 (F::Write, Some((v, v)))
             }
             _ => {
@@ -231,6 +261,40 @@ impl WorkerGen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_writes_never_repeat_a_value_and_keep_the_schedule() {
+        let plain: Vec<Vec<Op>> = stream(WorkloadKind::Kv, 7);
+        let mut gens = worker_generators(WorkloadKind::Kv, 10, 100, 7);
+        for (w, g) in gens.iter_mut().enumerate() {
+            g.set_unique_writes(w);
+        }
+        let unique: Vec<Vec<Op>> = gens
+            .into_iter()
+            .map(|mut g| (0..200).map(|_| g.next_op()).collect())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut writes = 0;
+        for (p, u) in plain.iter().flatten().zip(unique.iter().flatten()) {
+            assert_eq!(
+                (p.f, &p.key),
+                (u.f, &u.key),
+                "same schedule of functions and keys"
+            );
+            if u.f == F::Write {
+                writes += 1;
+                let v = u.arg.unwrap().0;
+                assert!(
+                    v >= VALUE_RANGE,
+                    "unique values stay clear of cas arguments: {v}"
+                );
+                assert!(seen.insert(v), "value {v} written twice");
+            } else {
+                assert_eq!(p.arg, u.arg, "reads and cas are unchanged");
+            }
+        }
+        assert!(writes > 100, "the stream has writes to check ({writes})");
+    }
 
     fn stream(kind: WorkloadKind, seed: u64) -> Vec<Vec<Op>> {
         worker_generators(kind, 10, 100, seed)

@@ -54,6 +54,7 @@ impl TestRunner {
             nemesis_overlap: false,
             retries: 0,
             retry_backoff_s: 0.0,
+            unique_writes: false,
             check_timeout_s: 120.0,
             interactive: false,
         };

@@ -79,6 +79,10 @@ pub struct Args {
     /// Seconds to wait before retry i of an indefinite write: i × this.
     #[arg(long, default_value_t = 0.1, value_name = "SECS")]
     pub retry_backoff: f64,
+    /// Every write writes a value no other write uses (cas arguments stay small), so that a
+    /// write applied twice shows in the history (catches broken request-id dedup)
+    #[arg(long)]
+    pub unique_writes: bool,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
@@ -146,6 +150,7 @@ impl Args {
             op_timeout_s: self.op_timeout,
             retries: self.retries,
             retry_backoff_s: self.retry_backoff,
+            unique_writes: self.unique_writes,
             check_timeout_s: self.check_timeout,
             interactive: true,
         };
@@ -169,6 +174,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             opts.ops_per_key,
             opts.seed,
         );
+        if opts.unique_writes {
+            for (w, g) in gens.iter_mut().enumerate() {
+                g.set_unique_writes(w);
+            }
+        }
         let ops: Vec<Vec<serde_json::Value>> = gens
             .iter_mut()
             .map(|g| {
