@@ -35,7 +35,9 @@ declare -A BUG_ARGS=(
     # committed entry) stops them with a panic; with that guard off (no-truncate-check, which
     # on its own is not caught, below) the stale leader's log wins and acknowledged writes go.
     [vote-any-log]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2 --node-arg=--bug --node-arg=no-truncate-check"
-    [no-dedup]="--nodes 3 --time-limit 60 --workload kv --nemesis isolate-one,kill --nemesis-interval 1 --retries 3 --retry-backoff 0.3 --concurrency 5n --rate 300"
+    # no-dedup: a network that duplicates answered writes (same request id) 0.2 s later, and
+    # unique write values, so that a second application is visible (see docs/catching-bugs.md).
+    [no-dedup]="--nodes 3 --time-limit 30 --workload kv --nemesis partition --nemesis-interval 3 --unique-writes --duplicate-writes 0.05 --retry-backoff 0.2"
     [commit-old-term]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2"
     [no-truncate-check]="--nodes 3 --time-limit 40 --workload kv --nemesis delay,kill --nemesis-overlap --nemesis-interval 2"
 )

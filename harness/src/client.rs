@@ -74,6 +74,21 @@ pub struct Worker {
     pub limiter: Arc<RateLimiter>,
     pub counters: Arc<Counters>,
     pub op_timeout: Duration,
+    /// `--duplicate-writes`: a network that duplicates requests (see [`Duplicate`]).
+    pub duplicate: Option<Duplicate>,
+}
+
+/// A fault of the client's network: after a write or cas is answered `ok`, it is sent again,
+/// with the same request id, through the next member, `delay` later, with probability
+/// `probability`; the duplicate's answer is ignored and it is not an operation of the history
+/// (it is the network's, not the client's). A node with request-id dedup answers it from the
+/// client's session without applying it; a node without (`--bug no-dedup`, or a target that
+/// has no dedup at all, such as etcd) applies it again. Each worker's choices come from its own
+/// RNG, seeded from the run's seed.
+pub struct Duplicate {
+    pub probability: f64,
+    pub delay: Duration,
+    pub rng: rand::rngs::StdRng,
 }
 
 /// Performs `op` with request id `rid`; returns the completion's type, value and, for `fail`
@@ -168,6 +183,9 @@ impl Worker {
             .await;
             self.recorder
                 .record_with_reason(p, kind, f, Some(&op.key), value, reason);
+            if kind == EventType::Ok && op.f != F::Read {
+                self.maybe_duplicate(&op, &rid);
+            }
             let c = match kind {
                 EventType::Ok => &self.counters.ok,
                 EventType::Fail => &self.counters.fail,
@@ -180,6 +198,24 @@ impl Worker {
             }
         }
         self.gen
+    }
+
+    /// Sends `op` again later with the same request id, if the duplicating network says so.
+    fn maybe_duplicate(&mut self, op: &Op, rid: &str) {
+        use rand::Rng;
+        let Some(d) = &mut self.duplicate else {
+            return;
+        };
+        if !d.rng.gen_bool(d.probability) {
+            return;
+        }
+        let client = self.clients[(self.index + 1) % self.clients.len()].clone();
+        let (op, rid, delay, timeout) = (op.clone(), rid.to_string(), d.delay, self.op_timeout);
+        // Bounded: one request with the client's timeout (and `perform`'s backstop).
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = perform(&*client, &op, &rid, timeout).await;
+        });
     }
 }
 
@@ -232,6 +268,93 @@ pub async fn final_reads(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::BoxFuture;
+    use rand::SeedableRng;
+
+    /// Counts the requests it gets per request id; every write and cas succeeds.
+    #[derive(Default)]
+    struct CountingClient {
+        sent: Mutex<std::collections::HashMap<String, usize>>,
+        reads: AtomicU64,
+    }
+
+    impl Client for CountingClient {
+        fn read<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Outcome<Option<i64>>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async { Outcome::Ok(None) })
+        }
+        fn write<'a>(&'a self, _k: &'a str, _v: i64, rid: &'a str) -> BoxFuture<'a, Outcome<()>> {
+            *self
+                .sent
+                .lock()
+                .unwrap()
+                .entry(rid.to_string())
+                .or_default() += 1;
+            Box::pin(async { Outcome::Ok(()) })
+        }
+        fn cas<'a>(
+            &'a self,
+            _k: &'a str,
+            _from: i64,
+            _to: i64,
+            rid: &'a str,
+        ) -> BoxFuture<'a, Outcome<()>> {
+            *self
+                .sent
+                .lock()
+                .unwrap()
+                .entry(rid.to_string())
+                .or_default() += 1;
+            Box::pin(async { Outcome::Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_duplicating_network_sends_each_ok_write_again_with_its_request_id() {
+        let dir = std::env::temp_dir().join(format!("sb-dup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let recorder =
+            Arc::new(Recorder::create(&dir.join("h.jsonl"), Instant::now(), true).unwrap());
+        let client = Arc::new(CountingClient::default());
+        let gen = splitbrain_workloads::worker_generators(
+            splitbrain_workloads::WorkloadKind::Kv,
+            1,
+            100,
+            3,
+        )
+        .remove(0);
+        let worker = Worker {
+            index: 0,
+            concurrency: 1,
+            gen,
+            clients: vec![client.clone()],
+            retries: 0,
+            retry_backoff: Duration::ZERO,
+            recorder,
+            limiter: Arc::new(RateLimiter::new(2000.0)),
+            counters: Arc::new(Counters::default()),
+            op_timeout: Duration::from_secs(1),
+            duplicate: Some(Duplicate {
+                probability: 1.0,
+                delay: Duration::from_millis(5),
+                rng: rand::rngs::StdRng::seed_from_u64(1),
+            }),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let h = tokio::spawn(worker.run(stop_rx));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_tx.send(true).unwrap();
+        h.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = client.sent.lock().unwrap();
+        assert!(sent.len() >= 10, "the worker wrote ({} ids)", sent.len());
+        assert!(
+            sent.values().all(|&n| n == 2),
+            "every ok write or cas sent exactly twice, with one id: {sent:?}"
+        );
+        assert!(client.reads.load(Ordering::Relaxed) > 0, "reads happened");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn rate_limiter_spaces_invocations_across_callers() {

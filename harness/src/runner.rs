@@ -73,6 +73,10 @@ pub struct TestOptions {
     /// twice is visible (see `splitbrain_workloads::WorkerGen::set_unique_writes`).
     #[serde(default)]
     pub unique_writes: bool,
+    /// Probability that an `ok` write or cas is duplicated by the network `retry_backoff_s`
+    /// (at least 0.1 s) later (`--duplicate-writes`; see `client::Duplicate`). 0: never.
+    #[serde(default)]
+    pub duplicate_writes: f64,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
     /// Show the progress bar and print the summary.
@@ -83,6 +87,12 @@ pub struct TestOptions {
 impl TestOptions {
     /// Validates the options; errors name the flag.
     pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.duplicate_writes) {
+            return Err(format!(
+                "--duplicate-writes {}: expected a probability in 0..=1",
+                self.duplicate_writes
+            ));
+        }
         if self.nodes == 0 || self.nodes > 15 {
             return Err(format!("--nodes {}: expected 1..=15", self.nodes));
         }
@@ -367,6 +377,14 @@ async fn run_async(
             limiter: limiter.clone(),
             counters: counters.clone(),
             op_timeout,
+            duplicate: (opts.duplicate_writes > 0.0).then(|| crate::client::Duplicate {
+                probability: opts.duplicate_writes,
+                delay: Duration::from_secs_f64(opts.retry_backoff_s.max(0.1)),
+                rng: rand::SeedableRng::seed_from_u64(splitbrain_workloads::sub_seed(
+                    opts.seed,
+                    1_000_000 + i as u64,
+                )),
+            }),
         };
         workers.push(tokio::spawn(w.run(stop_rx.clone())));
     }

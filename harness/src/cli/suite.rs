@@ -55,6 +55,7 @@ impl TestRunner {
             retries: 0,
             retry_backoff_s: 0.0,
             unique_writes: false,
+            duplicate_writes: 0.0,
             check_timeout_s: 120.0,
             interactive: false,
         };

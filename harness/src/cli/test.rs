@@ -83,6 +83,11 @@ pub struct Args {
     /// write applied twice shows in the history (catches broken request-id dedup)
     #[arg(long)]
     pub unique_writes: bool,
+    /// A network that duplicates requests: with probability P an `ok` write or cas is sent
+    /// again with the same request id through the next member, --retry-backoff (≥ 0.1 s)
+    /// later. A target with request-id dedup must stay linearizable; etcd has none
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub duplicate_writes: f64,
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
@@ -151,6 +156,7 @@ impl Args {
             retries: self.retries,
             retry_backoff_s: self.retry_backoff,
             unique_writes: self.unique_writes,
+            duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
             interactive: true,
         };
