@@ -18,7 +18,6 @@
 //! behaves as `splitbrain` does apart from how members start. The binary must serve clients and
 //! peers on one port.
 
-use super::splitbrain::HttpClient;
 use super::{BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Target};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,10 +136,7 @@ impl Target for Cmd {
     }
 
     fn client(&self, m: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
-        Ok(Arc::new(HttpClient::new(
-            &format!("http://{}", m.client_addr),
-            timeout,
-        )?))
+        node_api().client(m, timeout)
     }
 
     fn status<'a>(
@@ -148,11 +144,15 @@ impl Target for Cmd {
         m: &'a MemberSpec,
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<MemberStatus>> {
-        // The same API as the project's node: reuse its status call.
-        let node = super::splitbrain::Splitbrain {
-            exe: PathBuf::new(),
-        };
-        Box::pin(async move { node.status(m, timeout).await })
+        Box::pin(async move { node_api().status(m, timeout).await })
+    }
+}
+
+/// A `cmd` member speaks the project's node API (DESIGN §3): its client and status calls are
+/// the Splitbrain target's (whose `exe` only matters for starting members, not used here).
+fn node_api() -> super::splitbrain::Splitbrain {
+    super::splitbrain::Splitbrain {
+        exe: PathBuf::new(),
     }
 }
 
