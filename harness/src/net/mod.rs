@@ -17,7 +17,7 @@
 pub mod netns;
 pub mod proxy;
 
-use crate::target::MemberCommand;
+use crate::sut::MemberCommand;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,8 +47,6 @@ pub struct LinkFaults {
 }
 
 /// A network between members. See the module docs.
-// `name`, `cuts` and `set_faults` are interface for other networks, reports and tests.
-#[allow(dead_code)]
 pub trait Network: Send + Sync {
     /// The name given to `--net`.
     fn name(&self) -> &'static str;
