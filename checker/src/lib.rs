@@ -4,8 +4,8 @@
 //!
 //! * [`history`]: events ([`history::Event`], one line of `history.jsonl`) and the validated
 //!   [`history::History`] of operations the checker reads.
-//! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN and Porcupine's logs, with
-//!   format detection.
+//! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN ([`read::edn`]) and
+//!   Porcupine's logs, with format detection (one file per format under `read/`).
 //! * [`model`]: the sequential models (`register`, `cas-register`, `kv`, `append-kv`).
 //! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition.
 //! * [`check()`]: partitions a history (P-compositionality), checks partitions in parallel and
@@ -31,7 +31,6 @@
 //! dropped (`model`); for `append-kv` with uniquely decodable values, each `get` reveals the
 //! exact state each observed append was applied to (`model`).
 
-pub mod edn;
 pub mod history;
 pub mod model;
 pub mod read;

@@ -19,8 +19,8 @@
 //! Lines in errors are the line where the offending map starts (plus the parser's row inside
 //! it for syntax errors).
 
+use super::text::{truncate, LineError};
 use crate::history::{Builder, Event, EventType, History, Process};
-use crate::read::{truncate, LineError};
 use edn_format::Value as Edn;
 use serde_json::Value;
 
