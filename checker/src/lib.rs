@@ -7,6 +7,8 @@
 //! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN ([`read::edn`]) and
 //!   Porcupine's logs, with format detection (one file per format under `read/`).
 //! * [`model`]: the sequential models (`register`, `cas-register`, `kv`, `append-kv`).
+//! * [`replay()`]: step-by-step replay of ops in a given order (a counterexample's prefix and
+//!   its failing op) with the models' states before and after each step.
 //! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition.
 //! * [`check()`]: partitions a history (P-compositionality), checks partitions in parallel and
 //!   builds the [`CheckReport`] with a [`Counterexample`] for an invalid partition.
@@ -34,10 +36,12 @@
 pub mod history;
 pub mod model;
 pub mod read;
+pub mod replay;
 pub mod report;
 pub mod search;
 
 pub use model::ModelKind;
+pub use replay::{replay, ReplayStep};
 pub use report::{
     check, try_check, CheckError, CheckOptions, CheckReport, Counterexample, KeyResult,
     PartitionCounts, Progress, Verdict,
