@@ -115,26 +115,86 @@ impl ReadError {
     }
 }
 
-/// Reads and validates the history in `path`.
+/// Reads and validates the history in `path`. JSONL is streamed (one block of lines in
+/// memory at a time); the other formats are read whole.
 pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
-    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+    use std::io::Read;
+    let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        ReadError::Parse {
-            path: path.to_owned(),
-            line,
-            message: "invalid UTF-8 (expected a text file)".into(),
-        }
-    })?;
-    read_str(&text, format).map_err(|(line, message)| ReadError::Parse {
+    };
+    let parse = |(line, message)| ReadError::Parse {
         path: path.to_owned(),
         line,
         message,
-    })
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    // Enough of the start to see the first non-blank line (detection looks at it).
+    let mut head = Vec::with_capacity(1 << 16);
+    let mut eof = false;
+    loop {
+        let mut chunk = [0u8; 1 << 16];
+        let n = loop {
+            match file.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(io)?,
+            }
+        };
+        head.extend_from_slice(&chunk[..n]);
+        if n == 0 {
+            eof = true;
+            break;
+        }
+        if first_line(&head).is_some_and(|(_, complete)| complete) || head.len() >= 1 << 20 {
+            break;
+        }
+    }
+    let jsonl = match format {
+        Format::Jsonl => true,
+        Format::Auto => match first_line(&head) {
+            None => true, // empty: an empty JSONL history
+            Some((l, _)) => {
+                let t = l.trim_ascii_start();
+                t.starts_with(b"{\"") || t.starts_with(b"{ \"")
+            }
+        },
+        _ => false,
+    };
+    let mut h = if jsonl {
+        jsonl::read_jsonl_stream(head, file).map_err(|e| match e {
+            Ok(e) => io(e),
+            Err(le) => parse(le),
+        })?
+    } else {
+        let mut bytes = head;
+        if !eof {
+            file.read_to_end(&mut bytes).map_err(io)?;
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            parse((line, "invalid UTF-8 (expected a text file)".into()))
+        })?;
+        return read_str(&text, format).map_err(parse);
+    };
+    if h.model_hint.is_none() {
+        h.model_hint = Some(infer_model(&h));
+    }
+    Ok(h)
+}
+
+/// The first non-blank line of `head`, and whether it is complete (a newline follows it).
+fn first_line(head: &[u8]) -> Option<(&[u8], bool)> {
+    let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
+    let mut rest = head;
+    loop {
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(p) if blank(&rest[..p]) => rest = &rest[p + 1..],
+            Some(p) => return Some((&rest[..p], true)),
+            None if blank(rest) => return None,
+            None => return Some((rest, false)),
+        }
+    }
 }
 
 /// Reads a history from text; errors are `(line, message)`.
