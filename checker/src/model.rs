@@ -196,6 +196,25 @@ pub(crate) fn compile(
     ops: &[Op],
     idx: &[usize],
 ) -> Result<(Vec<usize>, Compiled), ModelError> {
+    compile_with(kind, ops, idx, true)
+}
+
+/// As [`compile`], without the search's reductions (no `info` write is dropped, no
+/// version-order hint is set): the model's plain sequential semantics, for [`crate::replay`].
+pub(crate) fn compile_plain(
+    kind: ModelKind,
+    ops: &[Op],
+    idx: &[usize],
+) -> Result<(Vec<usize>, Compiled), ModelError> {
+    compile_with(kind, ops, idx, false)
+}
+
+fn compile_with(
+    kind: ModelKind,
+    ops: &[Op],
+    idx: &[usize],
+    reduce: bool,
+) -> Result<(Vec<usize>, Compiled), ModelError> {
     match kind {
         ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv => {
             let allow_cas = kind != ModelKind::Register;
@@ -258,7 +277,11 @@ pub(crate) fn compile(
                 kept.push(i);
                 inputs.push(input);
             }
-            let (kept, inputs) = drop_unobserved_info(kept, inputs, ops);
+            let (kept, inputs) = if reduce {
+                drop_unobserved_info(kept, inputs, ops)
+            } else {
+                (kept, inputs)
+            };
             Ok((
                 kept,
                 Compiled::Register(RegisterModel {
@@ -309,7 +332,9 @@ pub(crate) fn compile(
                 kept.push(i);
                 m.inputs.push(input);
             }
-            m.add_order_hints();
+            if reduce {
+                m.add_order_hints();
+            }
             Ok((kept, Compiled::AppendKv(m)))
         }
     }

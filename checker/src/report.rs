@@ -54,6 +54,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// Progress of a running check, for a progress bar: partitions decided out of the total.
+/// Checks add to both counters, so one `Progress` can follow several checks at once.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub total: AtomicUsize,
@@ -67,7 +68,8 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Decide every partition instead of stopping at the first invalid one.
     pub all_partitions: bool,
-    /// Worker threads (default: all cores).
+    /// Worker threads in a pool of the check's own (default: the caller's rayon pool, which
+    /// is the global one with a thread per core unless the caller installed another).
     pub threads: Option<usize>,
     /// Set to true to stop the check; undecided partitions become `unknown`.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -267,12 +269,25 @@ pub fn try_check(
     let parts = partitions(history, model);
     // Compile everything first, so that a bad op is an error before any search starts.
     // Each compiled model is used by one worker thread (its caches are not shared).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .build()
-        .map_err(|e| CheckError::Threads(e.to_string()))?;
+    // Without a thread count, the caller's rayon pool is used (no threads started per check:
+    // a CLI checking many files in parallel runs every check in the one global pool).
+    let pool = match opts.threads {
+        Some(n) => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| CheckError::Threads(e.to_string()))?,
+        ),
+        None => None,
+    };
+    fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+        match pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
     type Slot = std::sync::Mutex<(Vec<usize>, Compiled)>;
-    let compiled: Vec<Result<Slot, _>> = pool.install(|| {
+    let compiled: Vec<Result<Slot, _>> = in_pool(pool.as_ref(), || {
         parts
             .par_iter()
             .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
@@ -285,7 +300,7 @@ pub fn try_check(
         .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
         .collect();
     if let Some(pr) = &opts.progress {
-        pr.total.store(parts.len(), Ordering::Relaxed);
+        pr.total.fetch_add(parts.len(), Ordering::Relaxed);
     }
     let stop = AtomicBool::new(false);
     let never = AtomicBool::new(false);
@@ -340,7 +355,9 @@ pub fn try_check(
     let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
         vec![(0, run_one(0))]
     } else {
-        pool.install(|| order.par_iter().map(|&i| (i, run_one(i))).collect())
+        in_pool(pool.as_ref(), || {
+            order.par_iter().map(|&i| (i, run_one(i))).collect()
+        })
     };
     results.sort_by_key(|(i, _)| *i);
 
