@@ -430,17 +430,7 @@ impl Loop {
                 }
                 // Checked just above that the waiter exists.
                 let w = self.waiters.remove(&e.index).unwrap();
-                let outcome = match &w.cmd {
-                    Command::Put { .. } => Outcome::Ok,
-                    Command::Cas { key, from, .. } => {
-                        let current = self.sm.read(key);
-                        if &current == from {
-                            Outcome::Ok
-                        } else {
-                            Outcome::CasMismatch { current }
-                        }
-                    }
-                };
+                let outcome = self.sm.judge(&w.cmd);
                 let _ = w.reply.send(Ok(outcome));
             }
         }

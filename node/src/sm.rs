@@ -44,14 +44,22 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
     },
+    /// Appends `value` to the list at `key` (an absent key becomes `[value]`); a key holding
+    /// anything but a list answers [`Outcome::NotAList`] and changes nothing.
+    Append {
+        key: String,
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
 }
 
 impl Command {
     fn request_id(&self) -> Option<&str> {
         match self {
-            Command::Put { request_id, .. } | Command::Cas { request_id, .. } => {
-                request_id.as_deref()
-            }
+            Command::Put { request_id, .. }
+            | Command::Cas { request_id, .. }
+            | Command::Append { request_id, .. } => request_id.as_deref(),
         }
     }
 }
@@ -67,6 +75,10 @@ pub enum Outcome {
     /// A retry of a request older than the client's latest: not applied now; whether it
     /// applied before is unknown.
     Stale,
+    /// An append to a key that holds something other than a list (definite: nothing changed).
+    NotAList {
+        current: Value,
+    },
 }
 
 /// A request id split into client and sequence number.
@@ -209,6 +221,42 @@ impl StateMachine {
                     Outcome::CasMismatch { current }
                 }
             }
+            Command::Append { key, value, .. } => match self.kv.get_mut(key) {
+                None => {
+                    self.kv
+                        .insert(key.clone(), Value::Array(vec![value.clone()]));
+                    Outcome::Ok
+                }
+                Some(Value::Array(list)) => {
+                    list.push(value.clone());
+                    Outcome::Ok
+                }
+                Some(other) => Outcome::NotAList {
+                    current: other.clone(),
+                },
+            },
+        }
+    }
+
+    /// What `cmd` would answer against the current state, without applying it (for
+    /// `--bug ack-before-commit`, which answers before the entry is applied).
+    pub fn judge(&self, cmd: &Command) -> Outcome {
+        match cmd {
+            Command::Put { .. } => Outcome::Ok,
+            Command::Cas { key, from, .. } => {
+                let current = self.read(key);
+                if &current == from {
+                    Outcome::Ok
+                } else {
+                    Outcome::CasMismatch { current }
+                }
+            }
+            Command::Append { key, .. } => match self.kv.get(key) {
+                None | Some(Value::Array(_)) => Outcome::Ok,
+                Some(other) => Outcome::NotAList {
+                    current: other.clone(),
+                },
+            },
         }
     }
 
@@ -391,6 +439,45 @@ mod tests {
         let mut restored = StateMachine::with_cap(3, false);
         restored.restore(&sm.snapshot()).unwrap();
         assert_eq!(restored.sessions(), 3);
+    }
+
+    fn append(key: &str, v: Value, rid: Option<&str>) -> Command {
+        Command::Append {
+            key: key.into(),
+            value: v,
+            request_id: rid.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn append_makes_a_list_and_refuses_a_non_list() {
+        let mut sm = StateMachine::new(false);
+        assert_eq!(sm.apply(1, &append("l", json!(1), None)), Outcome::Ok);
+        assert_eq!(sm.apply(2, &append("l", json!("b"), None)), Outcome::Ok);
+        assert_eq!(sm.read("l"), json!([1, "b"]));
+        sm.apply(3, &put("s", json!(5), None));
+        assert_eq!(
+            sm.apply(4, &append("s", json!(1), None)),
+            Outcome::NotAList { current: json!(5) }
+        );
+        assert_eq!(sm.read("s"), json!(5));
+        assert_eq!(
+            sm.judge(&append("s", json!(1), None)),
+            Outcome::NotAList { current: json!(5) }
+        );
+        assert_eq!(sm.judge(&append("l", json!(1), None)), Outcome::Ok);
+    }
+
+    #[test]
+    fn a_retried_append_applies_once() {
+        let mut sm = StateMachine::new(false);
+        sm.apply(1, &append("l", json!(1), Some("c1-1")));
+        sm.apply(2, &append("l", json!(1), Some("c1-1")));
+        assert_eq!(sm.read("l"), json!([1]));
+        let mut buggy = StateMachine::new(true);
+        buggy.apply(1, &append("l", json!(1), Some("c1-1")));
+        buggy.apply(2, &append("l", json!(1), Some("c1-1")));
+        assert_eq!(buggy.read("l"), json!([1, 1]));
     }
 
     #[test]

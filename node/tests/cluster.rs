@@ -61,6 +61,15 @@ async fn three_nodes_elect_a_leader_and_serve_writes_reads_and_cas_through_any_n
     assert_eq!(body["error"], "cas-mismatch");
     assert_eq!(body["current"], json!(10));
     assert_eq!(c.get(leader, "k0").await, (200, json!({"value": 10})));
+    // append through a follower (forwarded like a write), its retry deduplicated.
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("b"), "c1-4").await.0, 200);
+    let (st, body) = c.append(f, "k0", json!(1), "c1-5").await;
+    assert_eq!((st, &body["error"]), (409, &json!("not-a-list")), "{body}");
+    for j in 0..3 {
+        assert_eq!(c.get(j, "l").await, (200, json!({"value": ["a", "b"]})));
+    }
     // Status reports the peers' match index on the leader.
     let s = c.status(leader).await.unwrap();
     assert_eq!(s["role"], "leader");
