@@ -78,6 +78,56 @@ async fn three_nodes_elect_a_leader_and_serve_writes_reads_and_cas_through_any_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_after_the_same_writes_report_the_same_sm_digest() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..20 {
+        let (st, b) = c
+            .put(
+                i % 3,
+                &format!("k{}", i % 7),
+                json!(i),
+                &format!("d{}-{i}", i % 2),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    assert_eq!(c.append(leader, "l", json!(1), "d9-1").await.0, 200);
+    // Wait until all three have applied the leader's commit index; then compare digests.
+    let digests = |want: u64| {
+        let c = &c;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut ds = Vec::new();
+                for i in 0..3 {
+                    let s = c.status(i).await.unwrap_or_default();
+                    if s["applied_index"].as_u64() == Some(want) {
+                        assert_eq!(s["applied"], s["applied_index"], "{s}");
+                        ds.push(s["sm_digest"].as_str().unwrap().to_string());
+                    }
+                }
+                if ds.len() == 3 {
+                    return ds;
+                }
+                assert!(Instant::now() < deadline, "not all applied {want}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let commit = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds = digests(commit).await;
+    assert!(ds.iter().all(|d| d == &ds[0]), "digests differ: {ds:?}");
+    // One more write (a different state): a different digest, again equal everywhere.
+    assert_eq!(c.put(leader, "k0", json!("new"), "d0-99").await.0, 200);
+    let commit2 = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds2 = digests(commit2).await;
+    assert!(ds2.iter().all(|d| d == &ds2[0]), "digests differ: {ds2:?}");
+    assert_ne!(ds2[0], ds[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_catches_up() {
     let mut c = Cluster::new(3, FAST);
     c.start_all();

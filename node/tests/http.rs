@@ -296,6 +296,7 @@ async fn a_restarted_node_keeps_its_data_and_dedup_state_across_snapshots() {
     );
     let (_, s) = n.req("GET", "/status", None, &[]).await;
     assert!(s["snapshot_index"].as_u64().unwrap() >= 28, "{s}");
+    assert!(s["sm_digest"].as_str().is_some_and(|d| d.len() == 8), "{s}");
     n.stop().await;
 }
 
@@ -376,6 +377,7 @@ fn bad_flags_are_refused_naming_the_flag() {
         (&["--election-timeout", "abc"], "--election-timeout"),
         (&["--heartbeat", "500"], "--heartbeat"),
         (&["--bug", "nonsense"], "--bug"),
+        (&["--max-append-entries", "0"], "--max-append-entries"),
     ];
     for (extra, flag) in bad {
         let mut argv = vec!["node", "--id", "n1", "--data-dir", "/tmp/x"];
