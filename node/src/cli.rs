@@ -26,6 +26,7 @@ pub const BUG_NAMES: &[&str] = &[
     "commit-old-term",
     "no-truncate-check",
     "no-fsync",
+    "torn-tail-any-damage",
 ];
 
 /// Flags of a node.
@@ -60,7 +61,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_append_entries: usize,
     /// Turn on a known bug (repeatable): stale-read, no-dedup, ack-before-commit,
-    /// vote-any-log, commit-old-term, no-truncate-check, no-fsync.
+    /// vote-any-log, commit-old-term, no-truncate-check, no-fsync,
+    /// torn-tail-any-damage.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
     /// Deadline of a client request in ms (waiting for a leader, commit and apply).
@@ -142,6 +144,7 @@ impl NodeArgs {
                 "commit-old-term" => bugs.core.commit_old_term = true,
                 "no-truncate-check" => bugs.core.no_truncate_check = true,
                 "no-fsync" => bugs.no_fsync = true,
+                "torn-tail-any-damage" => bugs.torn_tail_any_damage = true,
                 other => bail!(
                     "--bug {other:?}: unknown; known bugs: {}",
                     BUG_NAMES.join(", ")

@@ -37,6 +37,8 @@ pub struct Bugs {
     pub ack_before_commit: bool,
     /// `no-fsync`: write the WAL without `fdatasync`.
     pub no_fsync: bool,
+    /// `torn-tail-any-damage`: the WAL framing rules before issue 12.
+    pub torn_tail_any_damage: bool,
     pub core: raft::CoreBugs,
 }
 
@@ -164,6 +166,7 @@ pub fn start(
     use anyhow::Context;
     let wal_opts = WalOptions {
         no_fsync: cfg.bugs.no_fsync,
+        torn_tail_any_damage: cfg.bugs.torn_tail_any_damage,
     };
     let (wal, rec) = Wal::open_with(&cfg.data_dir, wal_opts)
         .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;

@@ -434,8 +434,7 @@ async fn a_torn_wal_tail_is_dropped_and_the_node_serves_after_restart() {
             .append(true)
             .open(wal_path(&n.data_dir))
             .unwrap();
-        let mut rec = 200u32.to_le_bytes().to_vec();
-        rec.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+        let mut rec = splitbrain_node::wal::record_header(200, 0xdead_beef).to_vec();
         rec.extend_from_slice(b"partial write");
         f.write_all(&rec).unwrap();
     }
@@ -472,8 +471,10 @@ async fn damage_before_the_wal_tail_stops_the_node_with_file_and_offset() {
         .wait_exit(Duration::from_secs(5))
         .expect("node must refuse to start");
     assert!(!st.success());
+    // The form a harness greps: `refused data: FILE@OFFSET: reason`.
     let log = c.nodes[0].log_text();
-    assert!(log.contains("wal.log") && log.contains("offset"), "{log}");
+    let want = format!("refused data: {}@0: ", p.display());
+    assert!(log.contains(&want), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
