@@ -21,7 +21,7 @@
 //! - [`Wal::append`] only buffers; [`Wal::sync`] writes the buffer and `fdatasync`s it. The
 //!   caller syncs once per Raft `Ready` (group commit) before sending or answering anything.
 //! - Recovery drops a torn tail, which is only the last record cut short or zero-filled (see
-//!   [`replay`]), and truncates the file to the last good record.
+//!   `replay`), and truncates the file to the last good record.
 //! - Any other damage is refused with [`WalError::Corrupt`], whose message reads
 //!   `refused data: FILE@OFFSET: reason`: serving from a log with a hole would be wrong. The
 //!   header checksum is what tells a damaged length field from a torn write.
@@ -562,7 +562,7 @@ fn decode(payload: &[u8]) -> std::result::Result<Record, String> {
 /// checksum or an undecodable payload with data after it — is [`WalError::Corrupt`] at the
 /// record's offset. `any_damage` (`--bug torn-tail-any-damage`) restores the old rules,
 /// which ignore the header checksum.
-pub(crate) fn replay(
+fn replay(
     path: &Path,
     bytes: &[u8],
     any_damage: bool,
