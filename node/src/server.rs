@@ -26,6 +26,12 @@ use crate::raft::{self, Entry, Index, Message, NodeId, RawNode, Snapshot, Term};
 use crate::sm::{Command, Outcome, StateMachine};
 use crate::wal::{Wal, WalOptions};
 
+/// Entry data per AppendEntries (etcd's `MaxSizePerMsg`): one 900 KB value per message,
+/// many small ones.
+pub const MAX_BYTES_PER_MSG: u64 = 1 << 20;
+/// Entry data unacknowledged per follower (etcd's `MaxInflightBytes`).
+pub const MAX_INFLIGHT_BYTES: u64 = 16 << 20;
+
 /// Known bugs on demand (see `node/README.md`).
 #[derive(Clone, Debug, Default)]
 pub struct Bugs {
@@ -199,6 +205,8 @@ pub fn start(
         check_quorum: true,
         max_inflight: 64,
         max_entries_per_msg: cfg.max_append_entries,
+        max_bytes_per_msg: MAX_BYTES_PER_MSG,
+        max_inflight_bytes: MAX_INFLIGHT_BYTES,
         bugs: cfg.bugs.core.clone(),
     };
     let hard = rec.hard_state.clone();

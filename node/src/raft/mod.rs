@@ -231,6 +231,12 @@ pub struct Config {
     pub max_inflight: usize,
     /// At most this many entries per Append message.
     pub max_entries_per_msg: usize,
+    /// At most this many bytes of entry data per Append message (etcd's `MaxSizePerMsg`),
+    /// except that one entry always goes (an entry larger than the cap travels alone).
+    pub max_bytes_per_msg: u64,
+    /// At most this many bytes of entry data unacknowledged per follower (etcd's
+    /// `MaxInflightBytes`); the message that crosses it is sent, then the follower pauses.
+    pub max_inflight_bytes: u64,
     pub bugs: CoreBugs,
 }
 
