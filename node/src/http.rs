@@ -5,6 +5,8 @@
 //! - `PUT /kv/{key}` `{"value": v, "request_id": "c3-17"}` → `200 {}`.
 //! - `POST /kv/{key}/cas` `{"from": a, "to": b, "request_id": …}` → `200 {}` or
 //!   `409 {"error":"cas-mismatch","current": v}`.
+//! - `POST /kv/{key}/append` `{"value": v, "request_id": …}` → `200 {}` (an absent key becomes
+//!   `[v]`) or `409 {"error":"not-a-list","current": v}`.
 //! - `GET /status` → [`NodeStatus`].
 //! - `POST /raft/{vote|append|snapshot}` with header [`TOKEN_HEADER`]: a JSON `Message` or array
 //!   of them, each of that route and addressed to this node → `204`. No or wrong token → 401.
@@ -107,6 +109,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let client = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv))
         .route("/kv/{key}/cas", post(cas_kv))
+        .route("/kv/{key}/append", post(append_kv))
         .route("/status", get(status))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
     let peer = Router::new()
@@ -303,6 +306,24 @@ async fn cas_kv(
     write(&st, &headers, &uri, Method::POST, body, cmd).await
 }
 
+async fn append_kv(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let key = key_of(key)?;
+    let body = body.map_err(body_error)?;
+    let obj = parse_object(&body, &["value"], &["request_id"])?;
+    let cmd = Command::Append {
+        key,
+        value: obj["value"].clone(),
+        request_id: request_id(&obj)?,
+    };
+    write(&st, &headers, &uri, Method::POST, body, cmd).await
+}
+
 async fn write(
     st: &Arc<AppState>,
     headers: &HeaderMap,
@@ -339,6 +360,16 @@ async fn write(
                     "error": "cas-mismatch",
                     "current": current,
                     "message": "the current value differs from `from`",
+                    "definite": true
+                })),
+            )
+                .into_response()),
+            Ok(Outcome::NotAList { current }) => Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "not-a-list",
+                    "current": current,
+                    "message": "the key holds a value that is not a list; nothing was appended",
                     "definite": true
                 })),
             )

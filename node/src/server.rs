@@ -24,7 +24,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::raft::{self, Entry, Index, Message, NodeId, RawNode, Snapshot, Term};
 use crate::sm::{Command, Outcome, StateMachine};
-use crate::wal::Wal;
+use crate::wal::{Wal, WalOptions};
+
+/// Entry data per AppendEntries (etcd's `MaxSizePerMsg`): one 900 KB value per message,
+/// many small ones.
+pub const MAX_BYTES_PER_MSG: u64 = 1 << 20;
+/// Entry data unacknowledged per follower (etcd's `MaxInflightBytes`).
+pub const MAX_INFLIGHT_BYTES: u64 = 16 << 20;
 
 /// Known bugs on demand (see `node/README.md`).
 #[derive(Clone, Debug, Default)]
@@ -35,6 +41,10 @@ pub struct Bugs {
     pub no_dedup: bool,
     /// `ack-before-commit`: answer a write once it is appended (and synced) on the leader.
     pub ack_before_commit: bool,
+    /// `no-fsync`: write the WAL without `fdatasync`.
+    pub no_fsync: bool,
+    /// `torn-tail-any-damage`: the WAL framing rules before issue 12.
+    pub torn_tail_any_damage: bool,
     pub core: raft::CoreBugs,
 }
 
@@ -48,6 +58,8 @@ pub struct LoopConfig {
     pub election_ticks: (u32, u32),
     pub heartbeat_ticks: u32,
     pub snapshot_every: u64,
+    /// At most this many entries per AppendEntries message.
+    pub max_append_entries: usize,
     pub bugs: Bugs,
 }
 
@@ -92,6 +104,11 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     pub commit: Index,
     pub applied: Index,
+    /// The same as `applied` (the name the harness reads next to `sm_digest`).
+    pub applied_index: Index,
+    /// [`StateMachine::digest`] at `applied_index`: equal on replicas that applied the same
+    /// prefix.
+    pub sm_digest: String,
     pub last_index: Index,
     pub snapshot_index: Index,
     pub peers: Vec<PeerMatch>,
@@ -140,6 +157,9 @@ struct Loop {
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
     ready_reads: BTreeMap<Index, Vec<PendingRead>>,
     outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    /// `(applied index, digest)` of the last `/status`, so that polling an idle node does
+    /// not rehash its state.
+    digest_cache: Option<(Index, String)>,
 }
 
 /// Opens the data directory, recovers, and starts the loop thread. Returns the handle and the
@@ -150,7 +170,11 @@ pub fn start(
     rng: StdRng,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     use anyhow::Context;
-    let (wal, rec) = Wal::open(&cfg.data_dir)
+    let wal_opts = WalOptions {
+        no_fsync: cfg.bugs.no_fsync,
+        torn_tail_any_damage: cfg.bugs.torn_tail_any_damage,
+    };
+    let (wal, rec) = Wal::open_with(&cfg.data_dir, wal_opts)
         .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
     let mut sm = StateMachine::new(cfg.bugs.no_dedup);
     let (mut applied, mut applied_term) = (0, 0);
@@ -180,7 +204,9 @@ pub fn start(
         pre_vote: true,
         check_quorum: true,
         max_inflight: 64,
-        max_entries_per_msg: 512,
+        max_entries_per_msg: cfg.max_append_entries,
+        max_bytes_per_msg: MAX_BYTES_PER_MSG,
+        max_inflight_bytes: MAX_INFLIGHT_BYTES,
         bugs: cfg.bugs.core.clone(),
     };
     let hard = rec.hard_state.clone();
@@ -207,6 +233,7 @@ pub fn start(
                 pending_reads: HashMap::new(),
                 ready_reads: BTreeMap::new(),
                 outboxes,
+                digest_cache: None,
             };
             lp.run(rx)
         })?;
@@ -322,6 +349,14 @@ impl Loop {
             }
             Event::Status(reply) => {
                 let s = self.core.status();
+                let digest = match &self.digest_cache {
+                    Some((i, d)) if *i == self.applied => d.clone(),
+                    _ => {
+                        let d = self.sm.digest();
+                        self.digest_cache = Some((self.applied, d.clone()));
+                        d
+                    }
+                };
                 let _ = reply.send(NodeStatus {
                     id: s.id,
                     role: s.role,
@@ -329,6 +364,8 @@ impl Loop {
                     leader: s.leader,
                     commit: s.commit,
                     applied: self.applied,
+                    applied_index: self.applied,
+                    sm_digest: digest,
                     last_index: s.last_index,
                     snapshot_index: s.snapshot_index,
                     peers: s
@@ -430,17 +467,7 @@ impl Loop {
                 }
                 // Checked just above that the waiter exists.
                 let w = self.waiters.remove(&e.index).unwrap();
-                let outcome = match &w.cmd {
-                    Command::Put { .. } => Outcome::Ok,
-                    Command::Cas { key, from, .. } => {
-                        let current = self.sm.read(key);
-                        if &current == from {
-                            Outcome::Ok
-                        } else {
-                            Outcome::CasMismatch { current }
-                        }
-                    }
-                };
+                let outcome = self.sm.judge(&w.cmd);
                 let _ = w.reply.send(Ok(outcome));
             }
         }
@@ -504,6 +531,7 @@ impl Loop {
                 .map_err(|e| anyhow::anyhow!("snapshot from the leader at {}: {e}", snap.index))?;
             self.applied = snap.index;
             self.applied_term = snap.term;
+            self.digest_cache = None;
             // Proposals at or below the snapshot cannot be matched to their outcome.
             while let Some(entry) = self.waiters.first_entry() {
                 if *entry.key() > snap.index {

@@ -61,11 +61,70 @@ async fn three_nodes_elect_a_leader_and_serve_writes_reads_and_cas_through_any_n
     assert_eq!(body["error"], "cas-mismatch");
     assert_eq!(body["current"], json!(10));
     assert_eq!(c.get(leader, "k0").await, (200, json!({"value": 10})));
+    // append through a follower (forwarded like a write), its retry deduplicated.
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("b"), "c1-4").await.0, 200);
+    let (st, body) = c.append(f, "k0", json!(1), "c1-5").await;
+    assert_eq!((st, &body["error"]), (409, &json!("not-a-list")), "{body}");
+    for j in 0..3 {
+        assert_eq!(c.get(j, "l").await, (200, json!({"value": ["a", "b"]})));
+    }
     // Status reports the peers' match index on the leader.
     let s = c.status(leader).await.unwrap();
     assert_eq!(s["role"], "leader");
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(2), "{s}");
     assert!(s["applied"].as_u64().unwrap() >= 5, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_after_the_same_writes_report_the_same_sm_digest() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..20 {
+        let (st, b) = c
+            .put(
+                i % 3,
+                &format!("k{}", i % 7),
+                json!(i),
+                &format!("d{}-{i}", i % 2),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    assert_eq!(c.append(leader, "l", json!(1), "d9-1").await.0, 200);
+    // Wait until all three have applied the leader's commit index; then compare digests.
+    let digests = |want: u64| {
+        let c = &c;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut ds = Vec::new();
+                for i in 0..3 {
+                    let s = c.status(i).await.unwrap_or_default();
+                    if s["applied_index"].as_u64() == Some(want) {
+                        assert_eq!(s["applied"], s["applied_index"], "{s}");
+                        ds.push(s["sm_digest"].as_str().unwrap().to_string());
+                    }
+                }
+                if ds.len() == 3 {
+                    return ds;
+                }
+                assert!(Instant::now() < deadline, "not all applied {want}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let commit = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds = digests(commit).await;
+    assert!(ds.iter().all(|d| d == &ds[0]), "digests differ: {ds:?}");
+    // One more write (a different state): a different digest, again equal everywhere.
+    assert_eq!(c.put(leader, "k0", json!("new"), "d0-99").await.0, 200);
+    let commit2 = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds2 = digests(commit2).await;
+    assert!(ds2.iter().all(|d| d == &ds2[0]), "digests differ: {ds2:?}");
+    assert_ne!(ds2[0], ds[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,8 +434,7 @@ async fn a_torn_wal_tail_is_dropped_and_the_node_serves_after_restart() {
             .append(true)
             .open(wal_path(&n.data_dir))
             .unwrap();
-        let mut rec = 200u32.to_le_bytes().to_vec();
-        rec.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+        let mut rec = splitbrain_node::wal::record_header(200, 0xdead_beef).to_vec();
         rec.extend_from_slice(b"partial write");
         f.write_all(&rec).unwrap();
     }
@@ -413,8 +471,10 @@ async fn damage_before_the_wal_tail_stops_the_node_with_file_and_offset() {
         .wait_exit(Duration::from_secs(5))
         .expect("node must refuse to start");
     assert!(!st.success());
+    // The form a harness greps: `refused data: FILE@OFFSET: reason`.
     let log = c.nodes[0].log_text();
-    assert!(log.contains("wal.log") && log.contains("offset"), "{log}");
+    let want = format!("refused data: {}@0: ", p.display());
+    assert!(log.contains(&want), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

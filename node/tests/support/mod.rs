@@ -219,6 +219,15 @@ impl Cluster {
         .await
     }
 
+    pub async fn append(&self, i: usize, key: &str, value: Value, rid: &str) -> (u16, Value) {
+        self.send(
+            self.client
+                .post(format!("{}/kv/{key}/append", self.nodes[i].url()))
+                .json(&json!({"value": value, "request_id": rid})),
+        )
+        .await
+    }
+
     pub async fn get(&self, i: usize, key: &str) -> (u16, Value) {
         self.send(self.client.get(format!("{}/kv/{key}", self.nodes[i].url())))
             .await
