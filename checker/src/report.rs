@@ -240,12 +240,12 @@ struct Partition {
 }
 
 fn partitions(history: &History, model: ModelKind) -> Vec<Partition> {
-    match model {
-        ModelKind::Register | ModelKind::CasRegister => vec![Partition {
+    match model.partitions_by_key() {
+        false => vec![Partition {
             key: None,
             ops: (0..history.ops.len()).collect(),
         }],
-        ModelKind::Kv | ModelKind::AppendKv => {
+        true => {
             let mut by_key: HashMap<String, usize> = HashMap::new();
             let mut parts: Vec<Partition> = Vec::new();
             for (i, op) in history.ops.iter().enumerate() {
@@ -333,6 +333,7 @@ pub fn try_check(
         let (outcome, cx) = match model_c {
             Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
+            Compiled::Knossos(m) => run_partition(m, history, kept, &parts[i], &limits),
         };
         if outcome == Outcome::Invalid && !opts.all_partitions {
             stop.store(true, Ordering::Relaxed);

@@ -407,6 +407,13 @@ pub(crate) fn search<M: SearchModel>(
             }
             entry = next[entry] as usize;
         } else {
+            // The completion of an `info` op: they sit after every other completion, so every
+            // op that must take effect is linearized; the `info` ops left take effect "never".
+            // (Models whose `info` ops are legal in every state never get here by failing a
+            // step; a mutex's `acquire` is not.)
+            if rets[entry / 2] == u64::MAX {
+                return (Outcome::Valid, None);
+            }
             if trace {
                 match &mut best {
                     Some(b) if stack.len() <= b.prefix.len() => {}

@@ -216,12 +216,21 @@ pub fn read_str(text: &str, format: Format) -> Result<History, (usize, String)> 
     Ok(h)
 }
 
-/// Picks a model from the ops when none is named: `append` or `get`/`put` → `append-kv`;
-/// otherwise keys present → `kv`; `cas` present → `cas-register`; else `register`.
+/// Picks a model from the ops when none is named, where the ops make it unambiguous:
+/// `append` or `get`/`put` → `append-kv`; `txn` → `multi-register`; `acquire`/`release` →
+/// `mutex`; `add` → `set`; otherwise keys present → `kv`; `cas` present → `cas-register`;
+/// else `register`. Queues (`enqueue`/`dequeue`) may be FIFO or unordered: name the model
+/// (the register models' error says so).
 pub fn infer_model(h: &History) -> ModelKind {
     let has = |f: &str| h.ops.iter().any(|o| o.f == f);
     if has("append") || has("get") || has("put") {
         ModelKind::AppendKv
+    } else if has("txn") {
+        ModelKind::MultiRegister
+    } else if has("acquire") || has("release") {
+        ModelKind::Mutex
+    } else if has("add") {
+        ModelKind::Set
     } else if h.ops.iter().any(|o| o.key.is_some()) {
         ModelKind::Kv
     } else if has("cas") {

@@ -10,8 +10,10 @@
 //! "counterexample"}`.
 //!
 //! Without `--model`, the model follows from the file: Porcupine's etcd log → `cas-register`;
-//! Porcupine's kv log or any history with `get`/`put`/`append` → `append-kv`; ops with keys →
-//! `kv`; ops with `cas` → `cas-register`; else `register`.
+//! Porcupine's kv log or any history with `get`/`put`/`append` → `append-kv`; `txn` →
+//! `multi-register`; `acquire`/`release` → `mutex`; `add` → `set`; ops with keys → `kv`; ops
+//! with `cas` → `cas-register`; else `register`. Queues may be FIFO or not: name
+//! `fifo-queue` or `unordered-queue`.
 //!
 //! Files are read and checked in parallel (rayon's global pool: each check's partitions run
 //! in the same pool); output comes in the order the files were given, each file printed as
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 /// Arguments of `splitbrain check`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: register, cas-register, kv, append-kv (default: inferred from the file).
+    /// Model: register, cas-register, kv, append-kv, mutex, multi-register, set, fifo-queue,
+    /// unordered-queue (default: inferred from the file; queues must be named).
     #[arg(long, value_parser = parse_model)]
     pub model: Option<ModelKind>,
     /// History format: auto, jsonl, edn, porcupine-etcd, porcupine-kv.
