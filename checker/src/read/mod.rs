@@ -118,7 +118,19 @@ impl ReadError {
 /// Reads and validates the history in `path`. JSONL is streamed (one block of lines in
 /// memory at a time); the other formats are read whole.
 pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
-    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    read_from(file, path, format)
+}
+
+/// Reads and validates a history from `r`; `path` names it in errors.
+pub fn read_from(
+    mut file: impl std::io::Read,
+    path: &Path,
+    format: Format,
+) -> Result<History, ReadError> {
     let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
@@ -128,7 +140,6 @@ pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
         line,
         message,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
     // Enough of the start to see the first non-blank line (detection looks at it).
     let mut head = Vec::with_capacity(1 << 16);
     let mut eof = false;
