@@ -46,3 +46,4 @@ pub use report::{
     check, try_check, CheckError, CheckOptions, CheckReport, Counterexample, KeyResult,
     PartitionCounts, Progress, Verdict,
 };
+pub use search::MemoryBudget;

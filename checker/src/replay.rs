@@ -9,7 +9,7 @@
 //! * The models are exactly those of the search ([`crate::model`]), without the search's
 //!   reductions (no op is dropped, no version-order hint is applied): a step is legal iff
 //!   the model's sequential specification allows it.
-//! * Partitioned models (`kv`, `append-kv`) keep one state per key; `before` and `after` are
+//! * Partitioned models (all but `register` and `cas-register`) keep one state per key; `before` and `after` are
 //!   the state of the step's key.
 //! * An illegal step leaves the state unchanged (`after` is `None`) and the replay goes on
 //!   from the state before it, so every later step is still shown.
@@ -81,13 +81,14 @@ pub fn replay(model: ModelKind, ops: &[Op]) -> Result<Vec<ReplayStep>, ModelErro
     Ok(match &compiled {
         Compiled::Register(m) => run(m, model, ops, &kept),
         Compiled::AppendKv(m) => run(m, model, ops, &kept),
+        Compiled::Knossos(m) => run(m, model, ops, &kept),
     })
 }
 
 fn run<M: SearchModel>(m: &M, model: ModelKind, ops: &[Op], kept: &[usize]) -> Vec<ReplayStep> {
     // Local index (into the compiled inputs) of each op kept by the compiler.
     let local: HashMap<usize, usize> = kept.iter().enumerate().map(|(l, &i)| (i, l)).collect();
-    let keyed = matches!(model, ModelKind::Kv | ModelKind::AppendKv);
+    let keyed = model.partitions_by_key();
     let mut states: HashMap<String, M::State> = HashMap::new();
     let mut steps = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {

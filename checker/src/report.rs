@@ -2,7 +2,7 @@
 
 use crate::history::{History, Op};
 use crate::model::{compile, Compiled};
-use crate::search::{search, Limits, Outcome, SearchModel};
+use crate::search::{search, Limits, MemoryBudget, Outcome, SearchModel};
 use crate::ModelKind;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
@@ -75,6 +75,12 @@ pub struct CheckOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Updated as partitions are decided.
     pub progress: Option<Arc<Progress>>,
+    /// Bytes the searches' memos may hold in all (every partition of this check, and of any
+    /// other check given the same budget); a partition whose memo would grow past it is
+    /// `unknown` (reason `"memory-limit"`), like a timeout. `None`: unbounded (a search that
+    /// outgrows the machine's memory still ends as `unknown` when an allocation fails, rather
+    /// than aborting the process).
+    pub memory: Option<Arc<MemoryBudget>>,
 }
 
 /// Partition counts.
@@ -92,7 +98,7 @@ pub struct KeyResult {
     pub verdict: Verdict,
     pub ops: usize,
     pub elapsed_ms: f64,
-    /// Why the verdict is `unknown`: `"timeout"` or `"cancelled"`.
+    /// Why the verdict is `unknown`: `"timeout"`, `"cancelled"` or `"memory-limit"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why this partition is invalid.
@@ -234,12 +240,12 @@ struct Partition {
 }
 
 fn partitions(history: &History, model: ModelKind) -> Vec<Partition> {
-    match model {
-        ModelKind::Register | ModelKind::CasRegister => vec![Partition {
+    match model.partitions_by_key() {
+        false => vec![Partition {
             key: None,
             ops: (0..history.ops.len()).collect(),
         }],
-        ModelKind::Kv | ModelKind::AppendKv => {
+        true => {
             let mut by_key: HashMap<String, usize> = HashMap::new();
             let mut parts: Vec<Partition> = Vec::new();
             for (i, op) in history.ops.iter().enumerate() {
@@ -322,10 +328,12 @@ pub fn try_check(
             } else {
                 &cancel[..]
             },
+            memory: opts.memory.as_deref(),
         };
         let (outcome, cx) = match model_c {
             Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
+            Compiled::Knossos(m) => run_partition(m, history, kept, &parts[i], &limits),
         };
         if outcome == Outcome::Invalid && !opts.all_partitions {
             stop.store(true, Ordering::Relaxed);
@@ -338,6 +346,7 @@ pub fn try_check(
             Outcome::Invalid => (Verdict::Invalid, None),
             Outcome::Timeout => (Verdict::Unknown, Some("timeout".to_string())),
             Outcome::Cancelled => (Verdict::Unknown, Some("cancelled".to_string())),
+            Outcome::MemoryLimit => (Verdict::Unknown, Some("memory-limit".to_string())),
         };
         (
             KeyResult {

@@ -234,3 +234,43 @@ fn an_extra_jsonl_field_survives_into_the_counterexample_ops() {
     assert_eq!(cx["op"]["extra"]["process"], "w-1", "{cx}");
     assert_eq!(cx["prefix"][0]["extra"]["node"], "n1", "{cx}");
 }
+
+#[test]
+fn memory_limit_makes_a_hard_history_unknown_and_bad_sizes_exit_254() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.jsonl");
+    // 16 concurrent writes, then a read of a value none wrote: refuting it needs ~2^16 memo
+    // entries, far more than 64 KiB.
+    let n = 16;
+    let mut lines = Vec::new();
+    for (i, kind) in ["invoke", "ok"].iter().enumerate() {
+        for q in 0..n {
+            lines.push(format!(
+                r#"{{"index":{},"time":0,"process":{q},"type":"{kind}","f":"write","value":{q}}}"#,
+                i * n + q
+            ));
+        }
+    }
+    lines.push(format!(
+        r#"{{"index":{},"time":0,"process":{n},"type":"invoke","f":"read","value":null}}"#,
+        2 * n
+    ));
+    lines.push(format!(
+        r#"{{"index":{},"time":0,"process":{n},"type":"ok","f":"read","value":999}}"#,
+        2 * n + 1
+    ));
+    std::fs::write(&p, lines.join("\n")).unwrap();
+    let o = check(&["--json", "--memory-limit", "64K", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], "unknown");
+    let o = check(&["--memory-limit", "2G", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "refuted with room enough");
+    for bad in ["lots", "0", "12X", "-1G"] {
+        let flag = format!("--memory-limit={bad}");
+        let o = check(&[&flag, p.to_str().unwrap()]);
+        assert_eq!(code(&o), 254, "--memory-limit {bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--memory-limit"), "{err}");
+    }
+}

@@ -121,7 +121,12 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
                             ));
                         }
                         match bytes[i] {
-                            b'\\' => i += 2,
+                            b'\\' => {
+                                if bytes.get(i + 1) == Some(&b'\n') {
+                                    line += 1;
+                                }
+                                i = after_escape(text, i)
+                            }
                             b'"' => {
                                 i += 1;
                                 break;
@@ -134,7 +139,13 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
                         }
                     }
                 }
-                b'\\' => i += 2, // character literal
+                // A character literal (`\a`, or `\` before a newline).
+                b'\\' => {
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        line += 1;
+                    }
+                    i = after_escape(text, i)
+                }
                 b';' => {
                     while i < bytes.len() && bytes[i] != b'\n' {
                         i += 1
@@ -200,6 +211,13 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
     Ok(out)
 }
 
+/// The position after the backslash at `i` and the character it escapes (never past the end,
+/// never inside a multi-byte character).
+fn after_escape(text: &str, i: usize) -> usize {
+    let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+    (i + 1 + next).min(text.len())
+}
+
 /// Reads one balanced map starting at `*i` (used after a tag).
 fn elements_one<'a>(
     text: &'a str,
@@ -222,6 +240,9 @@ fn elements_one<'a>(
         if in_str {
             if b == b'\\' {
                 *i += 1;
+                if bytes.get(*i) == Some(&b'\n') {
+                    *line += 1;
+                }
             } else if b == b'"' {
                 in_str = false;
             }
@@ -333,7 +354,8 @@ fn field<'a>(m: &'a std::collections::BTreeMap<Edn, Edn>, name: &str) -> Option<
 fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
     let v = edn_format::parse_str(el.text).map_err(|e| {
         (
-            el.line + e.row.saturating_sub(1),
+            // edn-format counts lines in `col` (and columns in `row`).
+            el.line + e.col.saturating_sub(1),
             format!("EDN syntax error: {} (expected an op map)", e.error),
         )
     })?;

@@ -118,7 +118,19 @@ impl ReadError {
 /// Reads and validates the history in `path`. JSONL is streamed (one block of lines in
 /// memory at a time); the other formats are read whole.
 pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
-    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    read_from(file, path, format)
+}
+
+/// Reads and validates a history from `r`; `path` names it in errors.
+pub fn read_from(
+    mut file: impl std::io::Read,
+    path: &Path,
+    format: Format,
+) -> Result<History, ReadError> {
     let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
@@ -128,7 +140,6 @@ pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
         line,
         message,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
     // Enough of the start to see the first non-blank line (detection looks at it).
     let mut head = Vec::with_capacity(1 << 16);
     let mut eof = false;
@@ -216,12 +227,21 @@ pub fn read_str(text: &str, format: Format) -> Result<History, (usize, String)> 
     Ok(h)
 }
 
-/// Picks a model from the ops when none is named: `append` or `get`/`put` → `append-kv`;
-/// otherwise keys present → `kv`; `cas` present → `cas-register`; else `register`.
+/// Picks a model from the ops when none is named, where the ops make it unambiguous:
+/// `append` or `get`/`put` → `append-kv`; `txn` → `multi-register`; `acquire`/`release` →
+/// `mutex`; `add` → `set`; otherwise keys present → `kv`; `cas` present → `cas-register`;
+/// else `register`. Queues (`enqueue`/`dequeue`) may be FIFO or unordered: name the model
+/// (the register models' error says so).
 pub fn infer_model(h: &History) -> ModelKind {
     let has = |f: &str| h.ops.iter().any(|o| o.f == f);
     if has("append") || has("get") || has("put") {
         ModelKind::AppendKv
+    } else if has("txn") {
+        ModelKind::MultiRegister
+    } else if has("acquire") || has("release") {
+        ModelKind::Mutex
+    } else if has("add") {
+        ModelKind::Set
     } else if h.ops.iter().any(|o| o.key.is_some()) {
         ModelKind::Kv
     } else if has("cas") {

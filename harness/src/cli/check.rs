@@ -1,5 +1,8 @@
-//! `splitbrain check [--model M] [--format F] [--timeout SECS] [--all-partitions] [--json]
-//! FILE...`: checks recorded histories offline.
+//! `splitbrain check [--model M] [--format F] [--timeout SECS] [--memory-limit SIZE]
+//! [--all-partitions] [--json] FILE...`: checks recorded histories offline.
+//!
+//! `--memory-limit` bounds the search's memory over all files (default: half the machine's
+//! memory); a key whose search would need more is `unknown`, reason `memory-limit`.
 //!
 //! Output: one line per file (verdict, ops, partitions valid/invalid/unknown, elapsed), then
 //! the counterexample if invalid; with `--json`, one JSON object per file per line:
@@ -7,8 +10,10 @@
 //! "counterexample"}`.
 //!
 //! Without `--model`, the model follows from the file: Porcupine's etcd log → `cas-register`;
-//! Porcupine's kv log or any history with `get`/`put`/`append` → `append-kv`; ops with keys →
-//! `kv`; ops with `cas` → `cas-register`; else `register`.
+//! Porcupine's kv log or any history with `get`/`put`/`append` → `append-kv`; `txn` →
+//! `multi-register`; `acquire`/`release` → `mutex`; `add` → `set`; ops with keys → `kv`; ops
+//! with `cas` → `cas-register`; else `register`. Queues may be FIFO or not: name
+//! `fifo-queue` or `unordered-queue`.
 //!
 //! Files are read and checked in parallel (rayon's global pool: each check's partitions run
 //! in the same pool); output comes in the order the files were given, each file printed as
@@ -22,7 +27,9 @@
 use super::exit;
 use anyhow::Context;
 use splitbrain_checker::read::{read_file, Format};
-use splitbrain_checker::{try_check, CheckOptions, CheckReport, ModelKind, Progress, Verdict};
+use splitbrain_checker::{
+    try_check, CheckOptions, CheckReport, MemoryBudget, ModelKind, Progress, Verdict,
+};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +40,8 @@ use std::time::{Duration, Instant};
 /// Arguments of `splitbrain check`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: register, cas-register, kv, append-kv (default: inferred from the file).
+    /// Model: register, cas-register, kv, append-kv, mutex, multi-register, set, fifo-queue,
+    /// unordered-queue (default: inferred from the file; queues must be named).
     #[arg(long, value_parser = parse_model)]
     pub model: Option<ModelKind>,
     /// History format: auto, jsonl, edn, porcupine-etcd, porcupine-kv.
@@ -42,6 +50,11 @@ pub struct Args {
     /// Give up after SECS seconds per file: undecided partitions are `unknown`.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Option<Duration>,
+    /// Memory the search may hold over all files, e.g. 512M, 4G, 1.5GiB or bytes; a key
+    /// whose search would need more is `unknown` (like a timeout). Default: half of this
+    /// machine's memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
     /// Decide every partition (key) instead of stopping at the first invalid one.
     #[arg(long)]
     pub all_partitions: bool,
@@ -62,6 +75,52 @@ fn parse_model(s: &str) -> Result<ModelKind, String> {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
+}
+
+/// `SIZE`: a number of bytes with an optional unit K, M, G, T (powers of 1024; `KiB`, `KB`,
+/// `k` and so on alike).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} in {s:?} (expected a size like 512M, 4G or a number of bytes)"
+            ))
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a size like 512M, 4G or a number of bytes, found {s:?}"))?;
+    let bytes = v * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > usize::MAX as f64 {
+        return Err(format!("expected a positive size, found {s:?}"));
+    }
+    Ok(bytes as usize)
+}
+
+/// Half of the machine's physical memory (the default `--memory-limit`); 4 GiB if unknown.
+fn default_memory_limit() -> usize {
+    // SAFETY: sysconf only reads system configuration values.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && page > 0 {
+        (pages as usize).saturating_mul(page as usize) / 2
+    } else {
+        4 << 30
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -93,6 +152,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .into());
     }
     let progress = Arc::new(Progress::default());
+    // One budget for all files: they are checked at the same time.
+    let memory = Arc::new(MemoryBudget::new(
+        args.memory_limit.unwrap_or_else(default_memory_limit),
+    ));
     // Set when stdout is closed (`check … | head`): the files not yet started are skipped.
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<FileOutcome>)>();
@@ -103,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let args = &args;
         let progress = &progress;
         let stop = &stop;
+        let memory = &memory;
         // Files are checked in parallel on rayon's global pool (each check's partitions run
         // in the same pool); results come back over the channel as each file is done.
         s.spawn(move || {
@@ -115,7 +179,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                         return;
                     }
                     // The receiver only goes away when the output is closed: nothing to do.
-                    let _ = tx.send((i, check_file(args, file, progress, stop)));
+                    let _ = tx.send((i, check_file(args, file, progress, stop, memory)));
                 });
         });
         // Print in the order given, each file as soon as it and those before it are done.
@@ -209,6 +273,7 @@ fn check_file(
     file: &Path,
     progress: &Arc<Progress>,
     stop: &Arc<AtomicBool>,
+    memory: &Arc<MemoryBudget>,
 ) -> anyhow::Result<FileOutcome> {
     let history = match read_file(file, args.format) {
         Ok(h) => h,
@@ -223,6 +288,7 @@ fn check_file(
         all_partitions: args.all_partitions,
         progress: Some(progress.clone()),
         cancel: Some(stop.clone()),
+        memory: Some(memory.clone()),
         ..Default::default()
     };
     let report = match try_check(&history, model, &opts) {
