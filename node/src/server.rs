@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::peer::Outbox;
 use crate::raft::{self, Entry, Index, Message, NodeId, RawNode, Snapshot, Term};
 use crate::sm::{Command, Outcome, StateMachine};
 use crate::wal::{Wal, WalOptions};
@@ -156,7 +157,7 @@ struct Loop {
     pending_reads: HashMap<u64, PendingRead>,
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
     ready_reads: BTreeMap<Index, Vec<PendingRead>>,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
     /// `(applied index, digest)` of the last `/status`, so that polling an idle node does
     /// not rehash its state.
     digest_cache: Option<(Index, String)>,
@@ -166,7 +167,7 @@ struct Loop {
 /// thread (which ends after [`Event::Shutdown`] or when every handle is dropped).
 pub fn start(
     cfg: LoopConfig,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
     rng: StdRng,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     use anyhow::Context;
@@ -416,8 +417,8 @@ impl Loop {
             // 3. Messages.
             for m in rd.messages {
                 if let Some(out) = self.outboxes.get(&m.to) {
-                    if out.try_send(m).is_err() {
-                        tracing::debug!("peer outbox full; message dropped");
+                    if let Err(why) = out.try_send(m) {
+                        tracing::debug!(?why, "peer outbox full; message dropped");
                     }
                 }
             }

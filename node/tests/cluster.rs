@@ -195,6 +195,60 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     assert_eq!(c.get(old, "after").await, (200, json!({"value": seq})));
 }
 
+/// Issue 12.2: a follower behind on large values catches up (byte-capped batches, base64
+/// data, heartbeats on a lane of their own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
+    let mut c = Cluster::new(3, &["--request-timeout", "5000"]);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let lagging = (leader + 1) % 3;
+    c.nodes[lagging].kill9();
+    let big = "v".repeat(900_000);
+    for i in 0..100 {
+        let (st, b) = c
+            .put(
+                leader,
+                &format!("big{}", i % 10),
+                json!(format!("{i}{big}")),
+                &format!("g-{i}"),
+            )
+            .await;
+        assert_eq!(
+            st,
+            200,
+            "write {i}: {b}
+{}",
+            c.logs()
+        );
+    }
+    let target = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    c.nodes[lagging].start();
+    let restarted = Instant::now();
+    loop {
+        if let Some(s) = c.status(lagging).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                break;
+            }
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "the follower did not catch up within 10 s: {:?}\n{}",
+            c.status(lagging).await,
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "caught up {target} entries of 900 KB in {:?}",
+        restarted.elapsed()
+    );
+    let (st, b) = c.get(lagging, "big9").await;
+    assert_eq!(st, 200);
+    assert!(b["value"].as_str().unwrap().starts_with("99v"));
+    assert!(!c.logs().contains("status=413"), "{}", c.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_far_behind_catches_up_through_a_snapshot() {
     let mut c = Cluster::new(3, &["--request-timeout", "1000", "--snapshot-every", "20"]);
