@@ -203,3 +203,57 @@ impl Poster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::Entry;
+
+    fn append(bytes: usize) -> Message {
+        Message {
+            from: "n1".into(),
+            to: "n2".into(),
+            term: 1,
+            body: MessageBody::Append {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: if bytes == 0 {
+                    vec![]
+                } else {
+                    vec![Entry {
+                        term: 1,
+                        index: 1,
+                        data: vec![0; bytes],
+                    }]
+                },
+                commit: 0,
+                read_ctx: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_data_lane_drops_data_but_heartbeats_still_queue() {
+        // No sender tasks: nothing drains, so the lanes fill.
+        let (ctx, _crx) = mpsc::channel(QUEUE);
+        let (dtx, _drx) = mpsc::channel(DATA_QUEUE);
+        let out = Outbox {
+            control: ctx,
+            data: dtx,
+            queued_data: Arc::new(AtomicU64::new(0)),
+        };
+        let mut queued = 0u64;
+        loop {
+            match out.try_send(append(1 << 20)) {
+                Ok(()) => queued += 1,
+                Err(e) => {
+                    assert_eq!(e, Dropped::DataFull);
+                    break;
+                }
+            }
+            assert!(queued < 1000, "the data lane is not bounded by bytes");
+        }
+        assert_eq!(queued, MAX_QUEUED_DATA_BYTES >> 20);
+        assert_eq!(out.try_send(append(0)), Ok(()), "a heartbeat still queues");
+    }
+}
