@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, LimitedListener, MAX_CONNECTIONS};
 use crate::peer::spawn_senders;
 use crate::server::{self, Bugs, Event, LoopConfig};
 
@@ -266,6 +266,7 @@ pub async fn serve(
         let _ = stop_tx.send(());
         r
     });
+    let listener = LimitedListener::new(listener, MAX_CONNECTIONS);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
@@ -275,7 +276,7 @@ pub async fn serve(
         })
         .await
         .context("serving HTTP")?;
-    let _ = loop_handle.send(Event::Shutdown);
+    let _ = loop_handle.send_blocking(Event::Shutdown);
     drop(loop_handle);
     match watcher.await {
         Ok(Ok(r)) => r.context("event loop"),

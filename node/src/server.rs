@@ -14,14 +14,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::peer::Outbox;
 use crate::raft::{self, Entry, Index, Message, NodeId, RawNode, Snapshot, Term};
 use crate::sm::{Command, Outcome, StateMachine};
 use crate::wal::{Wal, WalOptions};
@@ -73,6 +76,8 @@ pub enum LoopError {
     Dropped(String),
     /// The loop is gone (shutting down or failed).
     Stopped,
+    /// Definite: the loop's queue is full; nothing was queued.
+    Overloaded,
 }
 
 /// A request to the loop.
@@ -121,14 +126,46 @@ pub struct PeerMatch {
     pub next_index: Index,
 }
 
-/// The sending side handed to HTTP handlers.
+/// Events queued for the loop before handlers are refused (back-pressure: 503 overloaded).
+pub const EVENT_QUEUE: usize = 8192;
+/// Entry and snapshot data of peer messages queued for the loop before peer requests are
+/// refused.
+pub const MAX_QUEUED_PEER_BYTES: u64 = 256 << 20;
+
+/// The sending side handed to HTTP handlers: a bounded queue of events, plus a byte budget
+/// for the data of queued peer messages.
 #[derive(Clone)]
 pub struct Handle {
-    tx: std_mpsc::Sender<Event>,
+    tx: std_mpsc::SyncSender<Event>,
+    peer_bytes: Arc<AtomicU64>,
 }
 
 impl Handle {
+    /// Queues `ev` without waiting: a full queue is [`LoopError::Overloaded`].
     pub fn send(&self, ev: Event) -> Result<(), LoopError> {
+        if let Event::Messages(msgs) = &ev {
+            let b: u64 = msgs.iter().map(crate::peer::data_bytes).sum();
+            let before = self.peer_bytes.fetch_add(b, Ordering::AcqRel);
+            if before > 0 && before + b > MAX_QUEUED_PEER_BYTES {
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
+                return Err(LoopError::Overloaded);
+            }
+            return self.tx.try_send(ev).map_err(|e| {
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
+                match e {
+                    std_mpsc::TrySendError::Full(_) => LoopError::Overloaded,
+                    std_mpsc::TrySendError::Disconnected(_) => LoopError::Stopped,
+                }
+            });
+        }
+        self.tx.try_send(ev).map_err(|e| match e {
+            std_mpsc::TrySendError::Full(_) => LoopError::Overloaded,
+            std_mpsc::TrySendError::Disconnected(_) => LoopError::Stopped,
+        })
+    }
+
+    /// Queues `ev`, waiting for room (for shutdown, which must get through).
+    pub fn send_blocking(&self, ev: Event) -> Result<(), LoopError> {
         self.tx.send(ev).map_err(|_| LoopError::Stopped)
     }
 }
@@ -156,17 +193,19 @@ struct Loop {
     pending_reads: HashMap<u64, PendingRead>,
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
     ready_reads: BTreeMap<Index, Vec<PendingRead>>,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
     /// `(applied index, digest)` of the last `/status`, so that polling an idle node does
     /// not rehash its state.
     digest_cache: Option<(Index, String)>,
+    /// Shared with [`Handle`]: data bytes of queued peer messages.
+    peer_bytes: Arc<AtomicU64>,
 }
 
 /// Opens the data directory, recovers, and starts the loop thread. Returns the handle and the
 /// thread (which ends after [`Event::Shutdown`] or when every handle is dropped).
 pub fn start(
     cfg: LoopConfig,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
     rng: StdRng,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     use anyhow::Context;
@@ -215,7 +254,9 @@ pub fn start(
         snapshot: rec.snapshot,
         entries: rec.entries,
     };
-    let (tx, rx) = std_mpsc::channel();
+    let (tx, rx) = std_mpsc::sync_channel(EVENT_QUEUE);
+    let peer_bytes = Arc::new(AtomicU64::new(0));
+    let loop_peer_bytes = peer_bytes.clone();
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
         .spawn(move || {
@@ -234,10 +275,11 @@ pub fn start(
                 ready_reads: BTreeMap::new(),
                 outboxes,
                 digest_cache: None,
+                peer_bytes: loop_peer_bytes,
             };
             lp.run(rx)
         })?;
-    Ok((Handle { tx }, thread))
+    Ok((Handle { tx, peer_bytes }, thread))
 }
 
 fn apply_entry(sm: &mut StateMachine, e: &Entry) -> Option<Outcome> {
@@ -343,6 +385,8 @@ impl Loop {
                 let _ = reply.send(self.sm.read(&key));
             }
             Event::Messages(msgs) => {
+                let b: u64 = msgs.iter().map(crate::peer::data_bytes).sum();
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
                 for m in msgs {
                     self.core.step(m);
                 }
@@ -416,8 +460,8 @@ impl Loop {
             // 3. Messages.
             for m in rd.messages {
                 if let Some(out) = self.outboxes.get(&m.to) {
-                    if out.try_send(m).is_err() {
-                        tracing::debug!("peer outbox full; message dropped");
+                    if let Err(why) = out.try_send(m) {
+                        tracing::debug!(?why, "peer outbox full; message dropped");
                     }
                 }
             }
