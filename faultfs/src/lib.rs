@@ -30,7 +30,11 @@
 //!    to what was last fsynced, directories to what was last fsynced, and inodes that are not
 //!    reachable from the root through durable entries are deleted. With `tear: Some(seed)` the
 //!    newest unsynced write to a file that survives is torn first: a prefix of `0..len` bytes
-//!    (drawn from `StdRng::seed_from_u64(seed)`) becomes durable, the rest is lost.
+//!    (drawn from `StdRng::seed_from_u64(seed)`) becomes durable, the rest is lost. When that
+//!    write starts past the file's durable end, the file's volatile bytes from the durable end
+//!    up to the write are kept as well: as under data=ordered, a file never grows over bytes
+//!    that were not written (no zero holes). So a tear of an append-only log keeps every
+//!    unsynced append before the newest one; use `tear: None` to lose them all.
 //!
 //! Deliberately not modelled: ext4's journal commits that make *other* metadata durable as a
 //! side effect of an fsync, its 5 s commit interval, `auto_da_alloc`, hard links, symlinks,
@@ -118,6 +122,18 @@ pub struct LossReport {
     pub torn: Option<TornWrite>,
 }
 
+/// Counters since the mount (for reports and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// `write` requests and their bytes.
+    pub writes: u64,
+    pub bytes_written: u64,
+    /// `fsync`/`fdatasync` of files, `fsync` of directories.
+    pub file_syncs: u64,
+    pub dir_syncs: u64,
+    pub power_losses: u64,
+}
+
 /// A write that was half made durable by a torn power loss.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TornWrite {
@@ -126,6 +142,9 @@ pub struct TornWrite {
     pub len: u64,
     /// Bytes `offset..offset+kept` of the write were kept (`kept < len`).
     pub kept: u64,
+    /// Everything from here to `offset + kept` became durable: `offset`, or the file's durable
+    /// end when the write started past it (the unsynced bytes before it are kept too).
+    pub kept_from: u64,
 }
 
 /// A mounted fault filesystem. Unmounts on drop.
@@ -228,6 +247,11 @@ impl FaultMount {
     /// a directory).
     pub fn durable_paths(&self) -> std::collections::BTreeMap<String, Option<u64>> {
         fuse::lock(&self.state).durable_paths()
+    }
+
+    /// Counters since the mount.
+    pub fn stats(&self) -> Stats {
+        fuse::lock(&self.state).stats
     }
 
     /// Unmounts and waits (≤ 5 s) for the session thread to end. Volatile data is discarded

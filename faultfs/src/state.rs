@@ -111,6 +111,7 @@ pub(crate) struct State {
     pub nodes: HashMap<Ino, Node>,
     next_ino: Ino,
     write_seq: u64,
+    pub stats: crate::Stats,
 }
 
 impl State {
@@ -128,6 +129,7 @@ impl State {
             nodes: HashMap::new(),
             next_ino: ROOT + 1,
             write_seq: 0,
+            stats: crate::Stats::default(),
         };
         let tree: Option<DurableTree> = match std::fs::read(&ns_path) {
             Ok(bytes) => Some(
@@ -482,6 +484,8 @@ impl State {
 
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), Errno> {
         self.write_seq += 1;
+        self.stats.writes += 1;
+        self.stats.bytes_written += data.len() as u64;
         let seq = self.write_seq;
         let f = self.file_mut(ino)?;
         insert_extent(&mut f.dirty, offset, data);
@@ -528,6 +532,7 @@ impl State {
     /// `fsync`/`fdatasync` of a file: its bytes, size, mode and owner become durable. Its name
     /// does not (that takes an fsync of the directory). For a directory, see [`Self::sync_dir`].
     pub fn sync_file(&mut self, ino: Ino) -> Result<(), Errno> {
+        self.stats.file_syncs += 1;
         let (base_len, size, dirty) = {
             let f = self.file_mut(ino)?;
             (f.base_len, f.size, std::mem::take(&mut f.dirty))
@@ -553,6 +558,7 @@ impl State {
     /// `fsync` of a directory: its entries (creates, renames, unlinks in it) and its own mode
     /// become durable; the durable tree is rewritten in the backing directory.
     pub fn sync_dir(&mut self, ino: Ino) -> Result<(), Errno> {
+        self.stats.dir_syncs += 1;
         let (old, new) = {
             let d = self.dir_mut(ino)?;
             let old = std::mem::replace(&mut d.durable, d.entries.clone());
@@ -705,11 +711,15 @@ impl State {
     }
 
     /// Power loss: everything not durable is forgotten. With `tear`, the newest unsynced write
-    /// to a file that survives keeps a random prefix (`0..len` bytes, drawn from `tear`).
+    /// to a file that survives keeps a random prefix (`0..len` bytes, drawn from `tear`), and
+    /// when it starts past the file's durable end, the volatile bytes between that end and it
+    /// are kept too (data=ordered: the size never covers data that was not written).
     pub fn power_loss(&mut self, tear: Option<u64>) -> LossReport {
+        self.stats.power_losses += 1;
         let before = self.paths(false);
         let reach = self.durably_reachable();
         let mut report = LossReport::default();
+        let mut torn_dirty = 0;
         let path_of: HashMap<Ino, String> =
             before.iter().map(|(p, (i, _))| (*i, p.clone())).collect();
 
@@ -728,7 +738,16 @@ impl State {
                 .max();
             if let Some((_, ino, off, len)) = newest {
                 let kept = StdRng::seed_from_u64(seed).gen_range(0..len.max(1));
-                let ok = kept == 0 || self.tear_into_object(ino, off, kept).is_ok();
+                // Under data=ordered the size only grows once the data before it is written:
+                // a tear past the durable end keeps the file's volatile bytes from that end on.
+                let durable_len = self.object_len(ino);
+                let from = off.min(durable_len);
+                let to = off + kept;
+                let (ok, dirty_kept) = match self.tear_into_object(ino, from, to) {
+                    Ok(d) => (true, d),
+                    Err(_) => (false, 0),
+                };
+                torn_dirty = dirty_kept;
                 report.torn = Some(TornWrite {
                     path: path_of
                         .get(&ino)
@@ -737,6 +756,7 @@ impl State {
                     offset: off,
                     len,
                     kept: if ok { kept } else { 0 },
+                    kept_from: if ok { from } else { off },
                 });
             }
         }
@@ -745,14 +765,12 @@ impl State {
             if let Kind::File(f) = &n.kind {
                 let dirty: u64 = f.dirty.values().map(|d| d.len() as u64).sum();
                 report.bytes_lost += dirty;
-                if !reach.contains(&ino) {
+                if !reach.contains(ino) {
                     report.files_lost += 1;
                 }
             }
         }
-        if let Some(t) = &report.torn {
-            report.bytes_lost = report.bytes_lost.saturating_sub(t.kept);
-        }
+        report.bytes_lost = report.bytes_lost.saturating_sub(torn_dirty);
 
         // Drop what is not durably reachable, reset the rest to its durable state.
         let lost: Vec<Ino> = self
@@ -830,12 +848,36 @@ impl State {
         report
     }
 
-    /// Makes bytes `off..off+kept` of the volatile content of `ino` durable (a torn write).
-    fn tear_into_object(&mut self, ino: Ino, off: u64, kept: u64) -> Result<(), Errno> {
-        let data = self.read(ino, off, kept as u32)?;
+    /// Makes bytes `from..to` of the volatile content of `ino` durable (a torn write); returns
+    /// how many of them were unsynced (dirty) bytes.
+    fn tear_into_object(&mut self, ino: Ino, from: u64, to: u64) -> Result<u64, Errno> {
+        if to <= from {
+            return Ok(0);
+        }
+        let data = self.read(ino, from, (to - from) as u32)?;
+        let dirty_kept = match &self.get(ino)?.kind {
+            Kind::File(f) => f
+                .dirty
+                .range(..to)
+                .map(|(&s, d)| (s.max(from), (s + d.len() as u64).min(to)))
+                .filter(|(a, b)| b > a)
+                .map(|(a, b)| b - a)
+                .sum(),
+            Kind::Dir(_) => 0,
+        };
         let obj = self.obj(ino)?;
-        obj.write_all_at(&data, off)
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+        obj.write_all_at(&data, from)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        Ok(dirty_kept)
+    }
+
+    /// Length of the durable object of `ino` (0 if it has none yet).
+    fn object_len(&self, ino: Ino) -> u64 {
+        match self.nodes.get(&ino).map(|n| &n.kind) {
+            Some(Kind::File(FileData { obj: Some(o), .. })) => o.metadata().map(|m| m.len()),
+            _ => std::fs::metadata(self.object_path(ino)).map(|m| m.len()),
+        }
+        .unwrap_or(0)
     }
 
     /// Every inode (for the kernel cache invalidation after a power loss).

@@ -74,7 +74,10 @@ fn cleanup_leftovers_unmounts_the_mount_of_a_sigkilled_process() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(mounted(&mp), "a SIGKILLed process leaves its mount behind");
-    assert!(std::fs::read_dir(&mp).is_err(), "the dead mount is not usable");
+    assert!(
+        std::fs::read_dir(&mp).is_err(),
+        "the dead mount is not usable"
+    );
 
     let removed = cleanup_leftovers(root.join("runs")).unwrap();
     assert_eq!(removed, vec![mp.clone()]);
@@ -85,7 +88,10 @@ fn cleanup_leftovers_unmounts_the_mount_of_a_sigkilled_process() {
     assert!(!mounted(&mp));
     // and the directory is usable again (a new mount on it works)
     let m = mount(root.join("backing"), &mp).unwrap();
-    assert!(cleanup_leftovers(root.join("runs")).unwrap().is_empty(), "live mounts are kept");
+    assert!(
+        cleanup_leftovers(root.join("runs")).unwrap().is_empty(),
+        "live mounts are kept"
+    );
     assert!(mounted(&mp));
     drop(m);
 }

@@ -173,6 +173,25 @@ fn a_torn_write_keeps_a_prefix_drawn_from_the_seed() {
 }
 
 #[test]
+fn a_torn_append_keeps_the_unsynced_appends_before_it_and_no_zero_hole() {
+    let (_d, m) = setup();
+    let p = m.mount_point().join("log");
+    write_synced(&p, b"head");
+    fsync_dir(m.mount_point());
+    let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+    f.write_all(b"AAAA").unwrap();
+    f.write_all(b"BBBBBBBBBBBBBBBB").unwrap();
+    drop(f);
+    let r = m.power_loss(Some(3));
+    let t = r.torn.expect("torn");
+    assert_eq!((t.offset, t.len, t.kept_from), (8, 16, 4));
+    let got = fs::read(&p).unwrap();
+    let volatile = b"headAAAABBBBBBBBBBBBBBBB";
+    assert_eq!(got, &volatile[..(8 + t.kept) as usize]);
+    assert_eq!(r.bytes_lost, 16 - t.kept);
+}
+
+#[test]
 fn posix_basics_work_for_a_database() {
     let (_d, m) = setup();
     let mp = m.mount_point();
