@@ -1,7 +1,7 @@
 //! Node write throughput on fault mounts vs plain directories.
 //!
 //!     cargo build --release -p splitbrain-node
-//!     cargo run --release -p splitbrain-faultfs --example bench -- [--secs 10] [--repeats 3] [--clients 16]
+//!     cargo run --release -p splitbrain-faultfs --example bench -- [--secs 10] [--repeats 3] [--clients 16] [--plain-in DIR]
 //!
 //! Each repeat starts 3 `splitbrain-node`s twice — data directories on plain directories
 //! (tmpfs or disk, wherever the temp dir is), then on fault mounts — and drives PUTs with N
@@ -20,6 +20,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 struct Args {
+    /// Parent of the plain runs' data directories (default: the temp dir; `/dev/shm` gives a
+    /// baseline without fsync cost, isolating the FUSE overhead).
+    plain_in: Option<std::path::PathBuf>,
     secs: u64,
     repeats: usize,
     clients: usize,
@@ -27,6 +30,7 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
+        plain_in: None,
         secs: 10,
         repeats: 3,
         clients: 16,
@@ -44,9 +48,10 @@ fn parse() -> Result<Args, String> {
             "--secs" => a.secs = num(&val)?,
             "--repeats" => a.repeats = num(&val)? as usize,
             "--clients" => a.clients = num(&val)? as usize,
+            "--plain-in" => a.plain_in = Some(val.into()),
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (flags: --secs, --repeats, --clients)"
+                    "unknown flag {flag} (flags: --secs, --repeats, --clients, --plain-in)"
                 ))
             }
         }
@@ -56,7 +61,10 @@ fn parse() -> Result<Args, String> {
 
 /// One run: writes/s over `secs` after a warm-up.
 fn run(fault: bool, args: &Args, seed: u64) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = match (&args.plain_in, fault) {
+        (Some(p), false) => tempfile::tempdir_in(p).expect("--plain-in: a writable directory"),
+        _ => tempfile::tempdir().unwrap(),
+    };
     let mut mounts = Vec::new();
     let data: Vec<_> = (1..=3)
         .map(|i| {
