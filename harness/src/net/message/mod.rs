@@ -1,0 +1,5 @@
+//! The message network (docs to come).
+#![allow(dead_code)]
+
+pub mod faults;
+pub mod wire;
