@@ -82,7 +82,9 @@ impl KindFilter {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             f.0 |= match part {
                 "all" => Self::ALL.0,
-                "responses" => Self::only(&[Kind::VoteResp, Kind::AppendResp, Kind::SnapshotResp]).0,
+                "responses" => {
+                    Self::only(&[Kind::VoteResp, Kind::AppendResp, Kind::SnapshotResp]).0
+                }
                 _ => match Kind::ALL.iter().find(|k| k.name() == part) {
                     Some(k) => Self::bit(*k),
                     None => {
@@ -416,7 +418,8 @@ impl Fault {
                 ("kinds", _) => f = f.kinds(KindFilter::parse(v)?),
                 ("delay-ms", Fault::Reorder { max_delay, .. }) => {
                     *max_delay = Duration::from_millis(
-                        v.parse().map_err(|_| bad("delay-ms", "whole milliseconds"))?,
+                        v.parse()
+                            .map_err(|_| bad("delay-ms", "whole milliseconds"))?,
                     )
                 }
                 ("depth", Fault::Replay { depth, .. }) => {
@@ -567,7 +570,8 @@ impl WireView {
         let kind = Kind::of(&m.body);
         let pre = matches!(
             m.body,
-            MessageBody::Vote { pre_vote: true, .. } | MessageBody::VoteResponse { pre_vote: true, .. }
+            MessageBody::Vote { pre_vote: true, .. }
+                | MessageBody::VoteResponse { pre_vote: true, .. }
         );
         let before = (self.term, self.leader.clone());
         let role = match kind {
@@ -588,8 +592,7 @@ impl WireView {
                 node.role = SeenRole::PreCandidate;
             }
         } else if m.term >= node.term {
-            if m.term > node.term || role != SeenRole::Follower || node.role == SeenRole::Follower
-            {
+            if m.term > node.term || role != SeenRole::Follower || node.role == SeenRole::Follower {
                 node.role = role;
             }
             node.term = m.term;

@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod relay;
 pub mod wire;

@@ -141,10 +141,7 @@ fn loss_by_kind_drops_only_that_kind() {
     e.set(Fault::loss(1.0).kinds(KindFilter::parse("responses").unwrap()))
         .unwrap();
     let d = run(&mut e, &script);
-    assert_eq!(
-        d,
-        vec!["append n1→n2 t1 i0 c1 +1[t1]", "vote n1→n2 t2 i0"]
-    );
+    assert_eq!(d, vec!["append n1→n2 t1 i0 c1 +1[t1]", "vote n1→n2 t2 i0"]);
 }
 
 #[test]
@@ -173,7 +170,11 @@ fn reorder_lets_later_messages_overtake_held_ones_within_the_delay() {
     for (l, m, now) in six_appends() {
         e.on_message(&l, m, now, &mut out);
         let d = out.last().unwrap();
-        assert!(d.at >= now && d.at <= now + max, "{:?} not within {now:?}+{max:?}", d.at);
+        assert!(
+            d.at >= now && d.at <= now + max,
+            "{:?} not within {now:?}+{max:?}",
+            d.at
+        );
     }
     let d = run(&mut FaultEngine::new(SEED), &[]);
     assert!(d.is_empty());
@@ -204,7 +205,12 @@ fn replay_delivers_an_older_append_after_newer_ones() {
     assert_eq!(p.len(), 9);
     for k in [4, 6, 8] {
         assert!(d[k].ends_with("(replay)"), "{d:?}");
-        assert!(p[k] < p[k - 1], "replayed {} is not older than {}", p[k], p[k - 1]);
+        assert!(
+            p[k] < p[k - 1],
+            "replayed {} is not older than {}",
+            p[k],
+            p[k - 1]
+        );
     }
     // Golden for seed 42.
     assert_eq!(p, vec![0, 1, 2, 3, 2, 4, 1, 5, 2]);
@@ -288,10 +294,12 @@ fn a_cut_link_drops_everything_while_the_opposite_link_passes() {
 #[test]
 fn faults_restricted_to_links_leave_other_links_alone() {
     let mut e = FaultEngine::new(SEED);
-    e.set(Fault::parse("msg-loss p=1 from=n3").unwrap()).unwrap();
+    e.set(Fault::parse("msg-loss p=1 from=n3").unwrap())
+        .unwrap();
     let d = run(&mut e, &six_appends());
     assert_eq!(d.len(), 6);
-    e.set(Fault::parse("msg-loss p=1 links=n1>n2").unwrap()).unwrap();
+    e.set(Fault::parse("msg-loss p=1 links=n1>n2").unwrap())
+        .unwrap();
     assert!(run(&mut e, &six_appends()).is_empty());
 }
 
@@ -340,7 +348,12 @@ fn the_wire_view_follows_terms_and_leaders() {
     assert_eq!(e.view().leader_since, Some(Duration::from_millis(5)));
     // A higher term seen anywhere: the old leader is no longer current.
     let l3 = link("n3", "n1");
-    e.on_message(&l3, vote("n3", "n1", 4, false), Duration::from_millis(7), &mut out);
+    e.on_message(
+        &l3,
+        vote("n3", "n1", 4, false),
+        Duration::from_millis(7),
+        &mut out,
+    );
     assert_eq!(e.view().current_leader(), None);
     assert_eq!(e.view().leader, Some(("n1".to_string(), 3)));
     // Seen even on a cut link.
@@ -361,10 +374,22 @@ fn the_wire_view_follows_terms_and_leaders() {
 
 #[test]
 fn link_rngs_differ_per_link_and_stay_fixed_per_seed() {
-    assert_eq!(link_seed(1, &link("n1", "n2")), link_seed(1, &link("n1", "n2")));
-    assert_ne!(link_seed(1, &link("n1", "n2")), link_seed(1, &link("n2", "n1")));
-    assert_ne!(link_seed(1, &link("n1", "n2")), link_seed(2, &link("n1", "n2")));
-    assert_ne!(link_seed(1, &link("n1", "n23")), link_seed(1, &link("n12", "n3")));
+    assert_eq!(
+        link_seed(1, &link("n1", "n2")),
+        link_seed(1, &link("n1", "n2"))
+    );
+    assert_ne!(
+        link_seed(1, &link("n1", "n2")),
+        link_seed(1, &link("n2", "n1"))
+    );
+    assert_ne!(
+        link_seed(1, &link("n1", "n2")),
+        link_seed(2, &link("n1", "n2"))
+    );
+    assert_ne!(
+        link_seed(1, &link("n1", "n23")),
+        link_seed(1, &link("n12", "n3"))
+    );
 }
 
 #[test]
@@ -375,11 +400,15 @@ fn bad_fault_parameters_are_errors_naming_the_field() {
     assert!(e.contains("q=1"), "{e}");
     let e = Fault::parse("msg-drop p=1").unwrap_err().to_string();
     assert!(e.contains("msg-drop"), "{e}");
-    let e = Fault::parse("msg-loss kinds=appends").unwrap_err().to_string();
+    let e = Fault::parse("msg-loss kinds=appends")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("appends"), "{e}");
     let e = Fault::parse("msg-replay depth=0").unwrap_err().to_string();
     assert!(e.contains("depth"), "{e}");
-    let e = Fault::parse("msg-trim mode=keep:x").unwrap_err().to_string();
+    let e = Fault::parse("msg-trim mode=keep:x")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("keep:x"), "{e}");
     assert_eq!(
         Fault::parse("msg-reorder p=0.5 delay-ms=40").unwrap(),
