@@ -19,8 +19,10 @@
 //! 6. **Dup** (`msg-dup`): a second copy right after the first.
 //! 7. **Replay** (`msg-replay`): after the message, an older one seen on the link earlier
 //!    (chosen uniformly among the last `depth` remembered messages of the fault's kinds).
-//! 8. **Reorder** (`msg-reorder`): each of the above deliveries is held for a uniform delay in
-//!    `0..=max_delay` with probability `p`; deliveries not held go at `now`, so later
+//! 8. **Delay** (`msg-delay`): each of the above deliveries goes at `now + delay + j`, `j`
+//!    uniform in `0..=jitter` (a slow link; with jitter, later messages may overtake).
+//! 9. **Reorder** (`msg-reorder`): each of the above deliveries is held for a further uniform
+//!    delay in `0..=max_delay` with probability `p`; deliveries not held go at once, so later
 //!    messages overtake held ones.
 //!
 //! Each fault has a kind filter ([`KindFilter`]) and a link selection ([`LinkSel`]); a random
@@ -192,6 +194,14 @@ pub enum Fault {
         mode: TrimMode,
         links: LinkSel,
     },
+    /// `msg-delay`: every message of `kinds` waits `delay` plus a uniform `0..=jitter`
+    /// (what the proxy network's `LinkFaults { delay, jitter }` does to chunks).
+    Delay {
+        delay: Duration,
+        jitter: Duration,
+        kinds: KindFilter,
+        links: LinkSel,
+    },
 }
 
 /// The name of a fault, as a nemesis would call it.
@@ -207,15 +217,18 @@ pub enum FaultName {
     Replay,
     #[serde(rename = "msg-trim")]
     Trim,
+    #[serde(rename = "msg-delay")]
+    Delay,
 }
 
 impl FaultName {
-    pub const ALL: [FaultName; 5] = [
+    pub const ALL: [FaultName; 6] = [
         FaultName::Loss,
         FaultName::Dup,
         FaultName::Reorder,
         FaultName::Replay,
         FaultName::Trim,
+        FaultName::Delay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -225,6 +238,7 @@ impl FaultName {
             FaultName::Reorder => "msg-reorder",
             FaultName::Replay => "msg-replay",
             FaultName::Trim => "msg-trim",
+            FaultName::Delay => "msg-delay",
         }
     }
 
@@ -235,7 +249,7 @@ impl FaultName {
             .ok_or_else(|| FaultError::BadValue {
                 field: "fault",
                 value: s.to_string(),
-                expected: "msg-loss, msg-dup, msg-reorder, msg-replay or msg-trim",
+                expected: "msg-loss, msg-dup, msg-reorder, msg-replay, msg-trim or msg-delay",
             })
     }
 }
@@ -299,6 +313,15 @@ impl Fault {
             links: LinkSel::All,
         }
     }
+    /// `msg-delay` of every message on every link.
+    pub fn delay(delay: Duration, jitter: Duration) -> Fault {
+        Fault::Delay {
+            delay,
+            jitter,
+            kinds: KindFilter::ALL,
+            links: LinkSel::All,
+        }
+    }
     /// `msg-trim` of every append (p = 1) with `mode`.
     pub fn trim(mode: TrimMode) -> Fault {
         Fault::Trim {
@@ -315,6 +338,7 @@ impl Fault {
             Fault::Reorder { .. } => FaultName::Reorder,
             Fault::Replay { .. } => FaultName::Replay,
             Fault::Trim { .. } => FaultName::Trim,
+            Fault::Delay { .. } => FaultName::Delay,
         }
     }
 
@@ -325,7 +349,8 @@ impl Fault {
             | Fault::Dup { links, .. }
             | Fault::Reorder { links, .. }
             | Fault::Replay { links, .. }
-            | Fault::Trim { links, .. } => *links = sel,
+            | Fault::Trim { links, .. }
+            | Fault::Delay { links, .. } => *links = sel,
         }
         self
     }
@@ -336,7 +361,8 @@ impl Fault {
             Fault::Loss { kinds, .. }
             | Fault::Dup { kinds, .. }
             | Fault::Reorder { kinds, .. }
-            | Fault::Replay { kinds, .. } => *kinds = k,
+            | Fault::Replay { kinds, .. }
+            | Fault::Delay { kinds, .. } => *kinds = k,
             Fault::Trim { .. } => {}
         }
         self
@@ -349,6 +375,7 @@ impl Fault {
             | Fault::Reorder { p, .. }
             | Fault::Replay { p, .. }
             | Fault::Trim { p, .. } => *p,
+            Fault::Delay { .. } => 1.0,
         }
     }
 
@@ -378,7 +405,7 @@ impl Fault {
 
     /// Parses `NAME key=value …` (space separated), e.g. `msg-loss p=0.2 kinds=append,vote`,
     /// `msg-reorder p=0.5 delay-ms=40`, `msg-replay p=0.1 depth=16 kinds=append`,
-    /// `msg-trim mode=own-term|keep:N|random p=1`, with `from=n1,n2` or `links=n1>n2,n2>n3`
+    /// `msg-trim mode=own-term|keep:N|random p=1`, `msg-delay delay-ms=20 jitter-ms=10`, with `from=n1,n2` or `links=n1>n2,n2>n3`
     /// restricting the links. Unset keys take the defaults of [`Fault::loss`] and friends.
     pub fn parse(s: &str) -> Result<Fault, FaultError> {
         let mut words = s.split_whitespace();
@@ -389,6 +416,7 @@ impl Fault {
             FaultName::Reorder => Fault::reorder(Duration::from_millis(50)),
             FaultName::Replay => Fault::replay(1.0),
             FaultName::Trim => Fault::trim(TrimMode::DropOwnTerm),
+            FaultName::Delay => Fault::delay(Duration::from_millis(20), Duration::ZERO),
         };
         for w in words {
             let (k, v) = w.split_once('=').ok_or_else(|| FaultError::BadValue {
@@ -402,6 +430,21 @@ impl Fault {
                 expected,
             };
             match (k, &mut f) {
+                ("p", Fault::Delay { .. }) => {
+                    return Err(bad("p", "nothing: msg-delay delays every message"))
+                }
+                ("delay-ms", Fault::Delay { delay, .. }) => {
+                    *delay = Duration::from_millis(
+                        v.parse()
+                            .map_err(|_| bad("delay-ms", "whole milliseconds"))?,
+                    )
+                }
+                ("jitter-ms", Fault::Delay { jitter, .. }) => {
+                    *jitter = Duration::from_millis(
+                        v.parse()
+                            .map_err(|_| bad("jitter-ms", "whole milliseconds"))?,
+                    )
+                }
                 ("p", _) => {
                     let x: f64 = v.parse().map_err(|_| bad("p", "a number"))?;
                     match &mut f {
@@ -410,6 +453,7 @@ impl Fault {
                         | Fault::Reorder { p, .. }
                         | Fault::Replay { p, .. }
                         | Fault::Trim { p, .. } => *p = x,
+                        Fault::Delay { .. } => {}
                     }
                 }
                 ("kinds", Fault::Trim { .. }) => {
@@ -454,7 +498,8 @@ impl Fault {
                         field: "parameter",
                         value: w.to_string(),
                         expected: "p, kinds, from, links, and delay-ms (msg-reorder), \
-                                   depth (msg-replay) or mode (msg-trim)",
+                                   depth (msg-replay), mode (msg-trim) or delay-ms and \
+                                   jitter-ms (msg-delay, no p)",
                     })
                 }
             }
@@ -482,7 +527,7 @@ pub struct Delivery {
     pub at: Duration,
     pub msg: Message,
     pub cause: Cause,
-    /// Held by `msg-reorder`.
+    /// Held by `msg-reorder` (not counting `msg-delay`).
     pub held: bool,
     /// Shortened by `msg-trim`.
     pub trimmed: bool,
@@ -504,6 +549,8 @@ pub struct Counters {
     /// Deliveries held by `msg-reorder`.
     pub reordered: u64,
     pub replayed: u64,
+    /// Deliveries slowed by `msg-delay`.
+    pub delayed: u64,
     /// Appends shortened by `msg-trim`, and the entries cut from them.
     pub trimmed: u64,
     pub entries_trimmed: u64,
@@ -822,6 +869,28 @@ impl FaultEngine {
             });
         }
 
+        if let Some(Fault::Delay {
+            delay,
+            jitter,
+            kinds,
+            links,
+        }) = active.get(&FaultName::Delay)
+        {
+            if links.matches(link) {
+                let max = jitter.as_micros() as u64;
+                for d in &mut out[first..] {
+                    if kinds.matches(Kind::of(&d.msg.body)) {
+                        let j = if max == 0 {
+                            0
+                        } else {
+                            st.rng.gen_range(0..=max)
+                        };
+                        d.at += *delay + Duration::from_micros(j);
+                        counters.delayed += 1;
+                    }
+                }
+            }
+        }
         if let Some(Fault::Reorder {
             p,
             max_delay,
@@ -833,7 +902,7 @@ impl FaultEngine {
                 let max = max_delay.as_micros() as u64;
                 for d in &mut out[first..] {
                     if kinds.matches(Kind::of(&d.msg.body)) && st.rng.gen_bool(*p) {
-                        d.at = now + Duration::from_micros(st.rng.gen_range(0..=max));
+                        d.at += Duration::from_micros(st.rng.gen_range(0..=max));
                         d.held = true;
                         counters.reordered += 1;
                     }

@@ -271,6 +271,30 @@ fn trim_keep_at_most_n_keeps_a_prefix_of_n() {
 }
 
 #[test]
+fn delay_without_jitter_keeps_order_and_adds_the_delay() {
+    let mut e = FaultEngine::new(SEED);
+    e.set(Fault::parse("msg-delay delay-ms=30").unwrap())
+        .unwrap();
+    let mut out = Vec::new();
+    for (l, m, now) in six_appends() {
+        e.on_message(&l, m, now, &mut out);
+    }
+    for (i, d) in out.iter().enumerate() {
+        assert_eq!(d.at, Duration::from_millis(30 + i as u64));
+    }
+    assert_eq!(e.counters().delayed, 6);
+    // With jitter as large as the spacing times six, order is no longer kept (seed 42).
+    e.set(Fault::delay(
+        Duration::from_millis(30),
+        Duration::from_millis(6),
+    ))
+    .unwrap();
+    let d = run(&mut e, &six_appends());
+    assert_ne!(prevs(&d), vec![0, 1, 2, 3, 4, 5]);
+    assert!(Fault::parse("msg-delay p=0.5").is_err());
+}
+
+#[test]
 fn a_cut_link_drops_everything_while_the_opposite_link_passes() {
     let mut e = FaultEngine::new(SEED);
     e.set_cuts([link("n1", "n2")].into_iter().collect());
