@@ -28,6 +28,12 @@
 //! Each fault has a kind filter ([`KindFilter`]) and a link selection ([`LinkSel`]); a random
 //! draw is made only for a message the fault applies to. Faults are activated, replaced and
 //! deactivated at any time ([`FaultEngine::set`], [`FaultEngine::clear`]) and combine freely.
+//!
+//! # Other messages
+//! The engine works on any [`WireMessage`]: the node's Raft [`Message`] implements it fully
+//! (kinds, trim, the wire view); the Maelstrom router can implement it for its own messages
+//! with [`Kind::Other`] and the defaults (no trim, not observed), and every other fault works
+//! unchanged.
 
 use super::wire::{Kind, Summary};
 use rand::rngs::StdRng;
@@ -39,6 +45,87 @@ use std::time::Duration;
 
 /// A directed link: messages from `.0` to `.1` (member ids).
 pub type Link = (NodeId, NodeId);
+
+/// What the engine needs of a message.
+pub trait WireMessage: Clone {
+    /// For kind filters.
+    fn kind(&self) -> Kind;
+    /// What the [`WireView`] learns from it; `None`: nothing.
+    fn seen(&self) -> Option<Seen<'_>> {
+        None
+    }
+    /// Whether `msg-trim` could shorten it (an append with entries).
+    fn trimmable(&self) -> bool {
+        false
+    }
+    /// Shortens it per `mode` (drawing from `rng` if the mode is random), as its sender could
+    /// legally have sent it; returns how many entries were cut (0: left alone).
+    fn trim(&mut self, mode: TrimMode, rng: &mut StdRng) -> usize {
+        let _ = (mode, rng);
+        0
+    }
+}
+
+/// What a message tells about its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen<'a> {
+    pub from: &'a str,
+    pub term: Term,
+    pub kind: Kind,
+    /// A pre-vote or its answer: `term` is only prospective.
+    pub pre_vote: bool,
+}
+
+impl WireMessage for Message {
+    fn kind(&self) -> Kind {
+        Kind::of(&self.body)
+    }
+
+    fn seen(&self) -> Option<Seen<'_>> {
+        let pre_vote = matches!(
+            self.body,
+            MessageBody::Vote { pre_vote: true, .. }
+                | MessageBody::VoteResponse { pre_vote: true, .. }
+        );
+        Some(Seen {
+            from: &self.from,
+            term: self.term,
+            kind: self.kind(),
+            pre_vote,
+        })
+    }
+
+    fn trimmable(&self) -> bool {
+        matches!(&self.body, MessageBody::Append { entries, .. } if !entries.is_empty())
+    }
+
+    fn trim(&mut self, mode: TrimMode, rng: &mut StdRng) -> usize {
+        let term = self.term;
+        let MessageBody::Append {
+            prev_log_index,
+            entries,
+            commit,
+            ..
+        } = &mut self.body
+        else {
+            return 0;
+        };
+        if entries.is_empty() {
+            return 0;
+        }
+        let keep = match mode {
+            TrimMode::DropOwnTerm => entries.iter().take_while(|e| e.term < term).count(),
+            TrimMode::KeepAtMost(n) => n.min(entries.len()),
+            TrimMode::RandomPrefix => rng.gen_range(0..entries.len()),
+        };
+        let cut = entries.len() - keep;
+        entries.truncate(keep);
+        // As the node's leader does for a shorter append: never claim a commit beyond what
+        // this message lets the follower check.
+        *commit = (*commit).min(*prev_log_index + keep as u64);
+        cut
+    }
+}
 
 /// Messages remembered per link for `msg-replay`.
 pub const MEMORY: usize = 64;
@@ -62,7 +149,7 @@ pub fn link_seed(seed: u64, link: &Link) -> u64 {
 pub struct KindFilter(u8);
 
 impl KindFilter {
-    pub const ALL: KindFilter = KindFilter(0b11_1111);
+    pub const ALL: KindFilter = KindFilter(0b111_1111);
     pub const NONE: KindFilter = KindFilter(0);
 
     pub fn only(kinds: &[Kind]) -> KindFilter {
@@ -523,9 +610,9 @@ pub enum Cause {
 
 /// Deliver `msg` on the link at `at` (≥ the `now` it was produced at).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
+pub struct Delivery<M = Message> {
     pub at: Duration,
-    pub msg: Message,
+    pub msg: M,
     pub cause: Cause,
     /// Held by `msg-reorder` (not counting `msg-delay`).
     pub held: bool,
@@ -613,25 +700,27 @@ impl WireView {
     }
 
     /// Observes one message; returns whether `term` or `leader` changed.
-    pub fn observe(&mut self, m: &Message, now: Duration) -> bool {
-        let kind = Kind::of(&m.body);
-        let pre = matches!(
-            m.body,
-            MessageBody::Vote { pre_vote: true, .. }
-                | MessageBody::VoteResponse { pre_vote: true, .. }
-        );
-        let before = (self.term, self.leader.clone());
+    pub fn observe(&mut self, m: Seen<'_>, now: Duration) -> bool {
+        let (kind, pre) = (m.kind, m.pre_vote);
+        let mut changed = false;
         let role = match kind {
             Kind::Append | Kind::Snapshot => SeenRole::Leader,
             Kind::Vote if pre => SeenRole::PreCandidate,
             Kind::Vote => SeenRole::Candidate,
             _ => SeenRole::Follower,
         };
-        let node = self.nodes.entry(m.from.clone()).or_insert(NodeView {
-            term: 0,
-            role,
-            last_seen: now,
-        });
+        if !self.nodes.contains_key(m.from) {
+            self.nodes.insert(
+                m.from.to_string(),
+                NodeView {
+                    term: 0,
+                    role,
+                    last_seen: now,
+                },
+            );
+        }
+        // Just inserted if it was missing.
+        let node = self.nodes.get_mut(m.from).expect("a node view");
         node.last_seen = now;
         if pre {
             // A pre-vote's term is prospective: it says nothing about the sender's term.
@@ -644,46 +733,48 @@ impl WireView {
             }
             node.term = m.term;
         }
-        if !pre {
-            self.term = self.term.max(m.term);
+        if !pre && m.term > self.term {
+            self.term = m.term;
+            changed = true;
         }
         if role == SeenRole::Leader {
             match &self.leader {
-                Some((id, t)) if *t == m.term && *id != m.from => {
+                Some((id, t)) if *t == m.term && id != m.from => {
                     if self.two_leaders.is_none() {
-                        self.two_leaders = Some((m.term, id.clone(), m.from.clone()));
+                        self.two_leaders = Some((m.term, id.clone(), m.from.to_string()));
                     }
                 }
                 Some((_, t)) if *t >= m.term => {}
                 _ => {
-                    self.leader = Some((m.from.clone(), m.term));
+                    self.leader = Some((m.from.to_string(), m.term));
                     self.leader_since = Some(now);
+                    changed = true;
                 }
             }
         }
-        before != (self.term, self.leader.clone())
+        changed
     }
 }
 
 /// One link's state: its RNG and its memory of past messages.
-struct LinkState {
+struct LinkState<M> {
     rng: StdRng,
-    memory: VecDeque<Message>,
+    memory: VecDeque<M>,
 }
 
 /// The engine. See the module docs.
-pub struct FaultEngine {
+pub struct FaultEngine<M = Message> {
     seed: u64,
     active: BTreeMap<FaultName, Fault>,
     cuts: BTreeSet<Link>,
-    links: HashMap<Link, LinkState>,
+    links: HashMap<Link, LinkState<M>>,
     counters: Counters,
     view: WireView,
 }
 
-impl FaultEngine {
+impl<M: WireMessage> FaultEngine<M> {
     /// An engine with no faults active; `seed` derives every link's RNG.
-    pub fn new(seed: u64) -> FaultEngine {
+    pub fn new(seed: u64) -> FaultEngine<M> {
         FaultEngine {
             seed,
             active: BTreeMap::new(),
@@ -752,12 +843,15 @@ impl FaultEngine {
     pub fn on_message(
         &mut self,
         link: &Link,
-        mut msg: Message,
+        mut msg: M,
         now: Duration,
-        out: &mut Vec<Delivery>,
+        out: &mut Vec<Delivery<M>>,
     ) -> bool {
         self.counters.seen += 1;
-        let changed = self.view.observe(&msg, now);
+        let changed = match msg.seen() {
+            Some(seen) => self.view.observe(seen, now),
+            None => false,
+        };
         if self.cuts.contains(link) {
             self.counters.cut += 1;
             return changed;
@@ -767,7 +861,7 @@ impl FaultEngine {
             rng: StdRng::seed_from_u64(link_seed(seed, link)),
             memory: VecDeque::with_capacity(MEMORY),
         });
-        let kind = Kind::of(&msg.body);
+        let kind = msg.kind();
         let active = &self.active;
         let counters = &mut self.counters;
 
@@ -780,30 +874,12 @@ impl FaultEngine {
 
         let mut trimmed = false;
         if let Some(Fault::Trim { p, mode, links }) = active.get(&FaultName::Trim) {
-            if let MessageBody::Append {
-                prev_log_index,
-                entries,
-                commit,
-                ..
-            } = &mut msg.body
-            {
-                if !entries.is_empty() && links.matches(link) && st.rng.gen_bool(*p) {
-                    let keep = match mode {
-                        TrimMode::DropOwnTerm => {
-                            entries.iter().take_while(|e| e.term < msg.term).count()
-                        }
-                        TrimMode::KeepAtMost(n) => (*n).min(entries.len()),
-                        TrimMode::RandomPrefix => st.rng.gen_range(0..entries.len()),
-                    };
-                    if keep < entries.len() {
-                        counters.trimmed += 1;
-                        counters.entries_trimmed += (entries.len() - keep) as u64;
-                        entries.truncate(keep);
-                        // As the node's leader does for a shorter append: never claim a commit
-                        // beyond what this message lets the follower check.
-                        *commit = (*commit).min(*prev_log_index + keep as u64);
-                        trimmed = true;
-                    }
+            if msg.trimmable() && links.matches(link) && st.rng.gen_bool(*p) {
+                let cut = msg.trim(*mode, &mut st.rng);
+                if cut > 0 {
+                    counters.trimmed += 1;
+                    counters.entries_trimmed += cut as u64;
+                    trimmed = true;
                 }
             }
         }
@@ -822,7 +898,7 @@ impl FaultEngine {
             if links.matches(link) {
                 let candidates: Vec<usize> = (0..st.memory.len())
                     .rev()
-                    .filter(|i| kinds.matches(Kind::of(&st.memory[*i].body)))
+                    .filter(|i| kinds.matches(st.memory[*i].kind()))
                     .take(*depth)
                     .collect();
                 if !candidates.is_empty() && st.rng.gen_bool(*p) {
@@ -879,7 +955,7 @@ impl FaultEngine {
             if links.matches(link) {
                 let max = jitter.as_micros() as u64;
                 for d in &mut out[first..] {
-                    if kinds.matches(Kind::of(&d.msg.body)) {
+                    if kinds.matches(d.msg.kind()) {
                         let j = if max == 0 {
                             0
                         } else {
@@ -901,7 +977,7 @@ impl FaultEngine {
             if links.matches(link) {
                 let max = max_delay.as_micros() as u64;
                 for d in &mut out[first..] {
-                    if kinds.matches(Kind::of(&d.msg.body)) && st.rng.gen_bool(*p) {
+                    if kinds.matches(d.msg.kind()) && st.rng.gen_bool(*p) {
                         d.at += Duration::from_micros(st.rng.gen_range(0..=max));
                         d.held = true;
                         counters.reordered += 1;
@@ -920,7 +996,7 @@ impl FaultEngine {
 }
 
 /// A one-line summary of a delivery, for logs and tests: `append n1→n2 t3 i4 … (dup, held)`.
-pub fn describe(d: &Delivery) -> String {
+pub fn describe(d: &Delivery<Message>) -> String {
     let mut s = Summary::of(&d.msg).to_string();
     let mut tags = Vec::new();
     match d.cause {

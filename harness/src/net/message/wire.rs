@@ -28,16 +28,19 @@ pub enum Kind {
     AppendResp,
     Snapshot,
     SnapshotResp,
+    /// Not a Raft message (the Maelstrom router's messages).
+    Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Vote,
         Kind::VoteResp,
         Kind::Append,
         Kind::AppendResp,
         Kind::Snapshot,
         Kind::SnapshotResp,
+        Kind::Other,
     ];
 
     pub fn of(body: &MessageBody) -> Kind {
@@ -60,6 +63,7 @@ impl Kind {
             Kind::AppendResp => "append-resp",
             Kind::Snapshot => "snapshot",
             Kind::SnapshotResp => "snapshot-resp",
+            Kind::Other => "other",
         }
     }
 
@@ -67,12 +71,13 @@ impl Kind {
         matches!(self, Kind::VoteResp | Kind::AppendResp | Kind::SnapshotResp)
     }
 
-    /// The route that carries it.
+    /// The route that carries it (`other` for non-Raft messages, which have none).
     pub fn route(self) -> &'static str {
         match self {
             Kind::Vote | Kind::VoteResp => "vote",
             Kind::Append | Kind::AppendResp => "append",
             Kind::Snapshot | Kind::SnapshotResp => "snapshot",
+            Kind::Other => "other",
         }
     }
 }

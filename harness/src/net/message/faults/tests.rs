@@ -443,6 +443,40 @@ fn bad_fault_parameters_are_errors_naming_the_field() {
             links: LinkSel::All
         }
     );
-    let mut eng = FaultEngine::new(SEED);
+    let mut eng: FaultEngine = FaultEngine::new(SEED);
     assert!(eng.set(Fault::loss(-0.1)).is_err());
+}
+
+/// A non-Raft message, as the Maelstrom router would have.
+#[derive(Debug, Clone, PartialEq)]
+struct Line(u32);
+
+impl WireMessage for Line {
+    fn kind(&self) -> Kind {
+        Kind::Other
+    }
+}
+
+#[test]
+fn the_engine_works_on_messages_that_are_not_raft() {
+    let mut e: FaultEngine<Line> = FaultEngine::new(SEED);
+    e.set(Fault::loss(1.0).kinds(KindFilter::parse("append").unwrap()))
+        .unwrap();
+    e.set(Fault::trim(TrimMode::KeepAtMost(0))).unwrap();
+    e.set(Fault::dup(1.0)).unwrap();
+    let mut out = Vec::new();
+    let l = link("n1", "n2");
+    e.on_message(&l, Line(1), Duration::ZERO, &mut out);
+    let got: Vec<(u32, Cause)> = out.iter().map(|d| (d.msg.0, d.cause)).collect();
+    assert_eq!(got, vec![(1, Cause::Original), (1, Cause::Duplicate)]);
+    e.heal();
+    e.set(Fault::replay(1.0).kinds(KindFilter::parse("other").unwrap()))
+        .unwrap();
+    out.clear();
+    e.on_message(&l, Line(2), Duration::ZERO, &mut out);
+    assert_eq!(
+        out.last().map(|d| (d.msg.0, d.cause)),
+        Some((1, Cause::Replay))
+    );
+    assert_eq!(e.view(), &WireView::default(), "nothing observed");
 }
