@@ -14,6 +14,7 @@
 //! - [`netns`] (root): a namespace per member and nftables drop rules; the runner runs its
 //!   clients inside the clients' namespace ([`netns::run_in_clients`]).
 
+pub mod message;
 pub mod netns;
 pub mod proxy;
 
