@@ -439,6 +439,7 @@ async fn cluster(seed: u64) -> Cluster {
             election_timeout: "150..300".into(),
             heartbeat: 50,
             snapshot_every: 10_000,
+            max_append_entries: 512,
             bugs: Vec::new(),
             request_timeout: 2000,
             seed: Some(seed + c.nodes.len() as u64),
