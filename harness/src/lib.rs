@@ -8,7 +8,9 @@
 //! # Layout
 //! - [`cli`]: one module per subcommand (`test`, `check`, `suite`, `serve`, `bench`): clap
 //!   `Args` and `run(Args) -> exit code`; exit codes in [`cli::exit`].
-//! - [`runner`]: one test run from its options to its outcome (`TestOptions`, `run_test`).
+//! - [`plan`]: the typed plan of a run ([`plan::TestPlan`]), parsed and validated once from
+//!   the flags `test`, `suite` and `bench` share ([`plan::PlanArgs`]).
+//! - [`runner`]: one test run from its plan to its outcome (`run_test`).
 //! - [`sut`]: the systems under test (`splitbrain`, `etcd`, `cmd`): how to start a member, a
 //!   [`sut::Client`] per member, and what a member says about itself.
 //! - [`cluster`]: the members as local processes: start, kill, pause, resume, restart, die
@@ -29,6 +31,7 @@ pub mod client;
 pub mod cluster;
 pub mod nemesis;
 pub mod net;
+pub mod plan;
 pub mod recorder;
 pub mod report;
 pub mod runner;

@@ -4,9 +4,10 @@
 //! 1. how to start member `id` given the cluster's layout ([`Target::command`]): the program, its
 //!    arguments and environment, from a [`MemberSpec`] (client listen address, peer listen
 //!    address, the address this member must dial to reach each peer, data dir, log file, token);
-//! 2. how a client talks to a member ([`Target::client`] → [`Client`]): `read`, `write`, `cas`,
-//!    each answering an [`Outcome`] — `Ok`, `Fail` (it certainly did not happen) or `Info`
-//!    (it may have happened: timeouts, connections lost after sending);
+//! 2. how a client talks to a member ([`Target::client`] → [`Client::invoke`] of a typed
+//!    [`Op`]: read, write, cas, append), answering an [`Outcome`] — `Ok`, `Fail` (it certainly
+//!    did not happen) or `Info` (it may have happened: timeouts, connections lost after
+//!    sending);
 //! 3. what a member says about itself ([`Target::status`]): role, term and who it thinks leads;
 //!    the harness uses it for readiness and for `isolate-leader`.
 //!
@@ -34,17 +35,7 @@ use std::time::Duration;
 /// A boxed, sendable future: what the async methods of [`Target`] and [`Client`] return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a client saw of one operation (DESIGN §1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome<T> {
-    /// It happened, with this result.
-    Ok(T),
-    /// It certainly did not happen (a definite error, a cas whose `from` did not match, a read
-    /// that failed).
-    Fail(String),
-    /// It may or may not have happened (timeout or connection lost after sending, 504, …).
-    Info(String),
-}
+pub use splitbrain_workloads::{Op, Outcome, Reply};
 
 /// Where one member lives and how it reaches its peers. Built by the cluster from the network's
 /// layout; every address is on loopback (or inside the member's namespace with `netns`).
@@ -122,55 +113,126 @@ pub trait Target: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<MemberStatus>>;
 }
 
-/// Client operations on integer values. Request ids (`c<process>-<seq>`) make writes idempotent
-/// on targets that support it; others may ignore them.
+/// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
+/// ids (`c<process>-<seq>`) make writes idempotent on targets that support it; others may
+/// ignore them. What the history records is the workload's business, not the target's.
 pub trait Client: Send + Sync {
-    /// A linearizable read; `Ok(None)` if the key is absent. Reads that fail are `Fail`.
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Outcome<Option<i64>>>;
-    /// Writes `value` to `key`.
-    fn write<'a>(
-        &'a self,
-        key: &'a str,
-        value: i64,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Outcome<()>>;
-    /// Sets `key` to `to` if it holds `from`; a mismatch is `Fail("cas-mismatch")`.
-    fn cas<'a>(
-        &'a self,
-        key: &'a str,
-        from: i64,
-        to: i64,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Outcome<()>>;
+    /// Performs `op`: `Ok(Reply::Done)` for an applied write, cas or append; `Ok(Reply::Value)`
+    /// or `Ok(Reply::List)` for a read (`Value(None)`: absent). A cas whose `from` did not
+    /// match is `Fail("cas-mismatch")`; a read that failed is `Fail`; an answer that may or
+    /// may not have applied is `Info`.
+    fn invoke<'a>(&'a self, op: &'a Op, request_id: &'a str) -> BoxFuture<'a, Outcome<Reply>>;
 }
 
-/// Every target name `--target` accepts.
-pub const TARGET_NAMES: &[&str] = &["splitbrain", "etcd", "cmd"];
+/// Typed shorthands over [`Client::invoke`] for the integer registers (bench and tests).
+impl dyn Client + '_ {
+    /// Reads an integer register (`Ok(None)`: absent); a list is `Fail`.
+    pub async fn read(&self, key: &str) -> Outcome<Option<i64>> {
+        let op = Op::Read {
+            key: key.to_string(),
+        };
+        match self.invoke(&op, "").await {
+            Outcome::Ok(Reply::Value(v)) => Outcome::Ok(v),
+            Outcome::Ok(other) => Outcome::Fail(format!("not an integer register: {other:?}")),
+            Outcome::Fail(r) => Outcome::Fail(r),
+            Outcome::Info(r) => Outcome::Info(r),
+        }
+    }
 
-/// The target named `name` (from `--target`), or `None` if there is no such target.
-pub fn by_name(name: &str) -> Option<Arc<dyn Target>> {
-    match name {
-        "splitbrain" => Some(Arc::new(splitbrain::Splitbrain::current_exe())),
-        "etcd" => Some(Arc::new(etcd::Etcd::default())),
-        _ => None,
+    /// Writes `value` to `key`.
+    pub async fn write(&self, key: &str, value: i64, request_id: &str) -> Outcome<()> {
+        let op = Op::Write {
+            key: key.to_string(),
+            value,
+        };
+        unit(self.invoke(&op, request_id).await)
+    }
+
+    /// Sets `key` to `to` if it holds `from`.
+    pub async fn cas(&self, key: &str, from: i64, to: i64, request_id: &str) -> Outcome<()> {
+        let op = Op::Cas {
+            key: key.to_string(),
+            from,
+            to,
+        };
+        unit(self.invoke(&op, request_id).await)
     }
 }
 
-/// The target for `--target name` (with `--node-cmd template` for `cmd`); errors name the flag.
-pub fn resolve(name: &str, node_cmd: Option<&str>) -> Result<Arc<dyn Target>, String> {
-    match (name, node_cmd) {
-        ("cmd", Some(t)) => Ok(Arc::new(cmd::Cmd::parse(t).map_err(|e| e.to_string())?)),
-        ("cmd", None) => {
-            Err("--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into())
+fn unit(o: Outcome<Reply>) -> Outcome<()> {
+    match o {
+        Outcome::Ok(_) => Outcome::Ok(()),
+        Outcome::Fail(r) => Outcome::Fail(r),
+        Outcome::Info(r) => Outcome::Info(r),
+    }
+}
+
+/// The implementations `--target` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// The project's own node.
+    Splitbrain,
+    /// Debian's etcd 3.4.
+    Etcd,
+    /// Any binary with the node's client API (`--node-cmd`).
+    Cmd,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 3] = [TargetKind::Splitbrain, TargetKind::Etcd, TargetKind::Cmd];
+
+    /// The `--target` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Splitbrain => "splitbrain",
+            TargetKind::Etcd => "etcd",
+            TargetKind::Cmd => "cmd",
         }
-        (other, Some(_)) => Err(format!(
-            "--node-cmd is only for --target cmd, not {other:?}"
-        )),
-        (other, None) => by_name(other).ok_or_else(|| {
-            format!(
-                "--target {other:?}: expected one of: {}",
-                TARGET_NAMES.join(", ")
-            )
-        }),
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<TargetKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// True if its members dial the peer addresses the harness gives each of them, so that a
+    /// network can put a proxy on every directed link. etcd dials the peer URLs of its
+    /// membership (the same for every member), so per-link proxies cannot reach its links.
+    pub fn peer_links_proxyable(self) -> bool {
+        !matches!(self, TargetKind::Etcd)
+    }
+
+    /// True if it runs without a command template of the user's (suites and bench run these).
+    pub fn builtin(self) -> bool {
+        !matches!(self, TargetKind::Cmd)
+    }
+
+    /// The network a suite uses for it unless the suite file says otherwise: `netns` where
+    /// the proxy cannot reach the peer links.
+    pub fn default_suite_net(self) -> crate::net::NetKind {
+        if self.peer_links_proxyable() {
+            crate::net::NetKind::Proxy
+        } else {
+            crate::net::NetKind::Netns
+        }
+    }
+
+    /// The adapter (with `node_cmd`, the `--node-cmd` template, for `cmd`); errors name the flag.
+    pub fn resolve(self, node_cmd: Option<&str>) -> Result<Arc<dyn Target>, String> {
+        match (self, node_cmd) {
+            (TargetKind::Cmd, Some(t)) => {
+                Ok(Arc::new(cmd::Cmd::parse(t).map_err(|e| e.to_string())?))
+            }
+            (TargetKind::Cmd, None) => Err(
+                "--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into(),
+            ),
+            (other, Some(_)) => Err(format!(
+                "--node-cmd is only for --target cmd, not {:?}",
+                other.name()
+            )),
+            (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),
+            (TargetKind::Etcd, None) => Ok(Arc::new(etcd::Etcd::default())),
+        }
     }
 }
