@@ -36,8 +36,12 @@
 //!    that were not written (no zero holes). So a tear of an append-only log keeps every
 //!    unsynced append before the newest one; use `tear: None` to lose them all.
 //!
-//! Deliberately not modelled: ext4's journal commits that make *other* metadata durable as a
-//! side effect of an fsync, its 5 s commit interval, `auto_da_alloc`, hard links, symlinks,
+//! With [`Options`] `{ metadata: Metadata::Journal }`, rule 3 is ext4's instead: *any* fsync
+//! (of a file or a directory) makes every directory's entries durable, as ext4's journal commit
+//! carries all metadata changes made before it. etcd 3.4 needs this mode: it never fsyncs the
+//! directory in which it creates `member/` (see `tests/etcd.rs`).
+//!
+//! Deliberately not modelled: ext4's 5 s journal commit interval, `auto_da_alloc`, hard links, symlinks,
 //! xattrs, `sync_file_range` (not a FUSE request; a process relying on it loses data, as it may
 //! on a real power loss), `O_DIRECT`/`O_SYNC` (the kernel turns `O_SYNC` writes into write + fsync
 //! requests). "Durable" means written to the backing directory; the backing directory itself is
@@ -74,6 +78,23 @@ pub use mounts::cleanup_leftovers;
 /// The name in the `source` and `fstype` (`fuse.splitbrain-faultfs`) columns of mountinfo, by
 /// which [`cleanup_leftovers`] recognizes mounts of this crate.
 pub const FS_NAME: &str = "splitbrain-faultfs";
+
+/// When metadata operations (create, mkdir, rename, unlink, rmdir) become durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Metadata {
+    /// The POSIX minimum: with an fsync of the directory they are in, only.
+    #[default]
+    Posix,
+    /// ext4's journal: with any fsync (of a file or a directory), all of them at once, in
+    /// every directory (a journal commit carries every metadata change made before it).
+    Journal,
+}
+
+/// Mount options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub metadata: Metadata,
+}
 
 /// Errors of this crate (misuse or I/O on the backing directory); a power loss is not an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,10 +179,20 @@ pub struct FaultMount {
 }
 
 /// Mounts a fault filesystem over `backing` (created if missing; empty, or one this crate used
-/// before) at `mount_point` (created if missing; must not be inside `backing`).
+/// before) at `mount_point` (created if missing; must not be inside `backing`), with the
+/// default [`Options`] ([`Metadata::Posix`]).
 pub fn mount(
     backing: impl AsRef<Path>,
     mount_point: impl AsRef<Path>,
+) -> Result<FaultMount, Error> {
+    mount_with(backing, mount_point, Options::default())
+}
+
+/// [`mount`] with options.
+pub fn mount_with(
+    backing: impl AsRef<Path>,
+    mount_point: impl AsRef<Path>,
+    options: Options,
 ) -> Result<FaultMount, Error> {
     let backing = backing.as_ref();
     let mp = mount_point.as_ref();
@@ -190,7 +221,9 @@ pub fn mount(
             ),
         });
     }
-    let state = Arc::new(Mutex::new(state::State::open(&backing)?));
+    let mut st = state::State::open(&backing)?;
+    st.journal = options.metadata == Metadata::Journal;
+    let state = Arc::new(Mutex::new(st));
     let fs = fuse::FaultFs {
         state: state.clone(),
     };
@@ -288,5 +321,15 @@ impl FaultMount {
 impl Drop for FaultMount {
     fn drop(&mut self) {
         let _ = self.unmount_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_mount_handle_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<super::FaultMount>();
+        send_sync::<super::LossReport>();
     }
 }

@@ -112,6 +112,10 @@ pub(crate) struct State {
     next_ino: Ino,
     write_seq: u64,
     pub stats: crate::Stats,
+    /// [`crate::Metadata::Journal`]: any fsync also makes every directory's entries durable.
+    pub journal: bool,
+    /// A directory changed since the last journal commit.
+    ns_dirty: bool,
 }
 
 impl State {
@@ -130,6 +134,8 @@ impl State {
             next_ino: ROOT + 1,
             write_seq: 0,
             stats: crate::Stats::default(),
+            journal: false,
+            ns_dirty: false,
         };
         let tree: Option<DurableTree> = match std::fs::read(&ns_path) {
             Ok(bytes) => Some(
@@ -368,6 +374,7 @@ impl State {
     }
 
     fn touch_dir(&mut self, ino: Ino) {
+        self.ns_dirty = true;
         if let Some(n) = self.nodes.get_mut(&ino) {
             let now = SystemTime::now();
             n.mtime = now;
@@ -552,6 +559,33 @@ impl State {
         let f = self.file_mut(ino)?;
         f.base_len = size;
         f.last_write = None;
+        if self.journal {
+            self.commit_all_dirs()?;
+        }
+        Ok(())
+    }
+
+    /// Journal mode: every directory's volatile entries become durable at once (ext4's journal
+    /// commit, which carries all metadata changes made before the fsync).
+    fn commit_all_dirs(&mut self) -> Result<(), Errno> {
+        if !self.ns_dirty {
+            return Ok(());
+        }
+        let mut gone = Vec::new();
+        for n in self.nodes.values_mut() {
+            if let Kind::Dir(d) = &mut n.kind {
+                let old = std::mem::replace(&mut d.durable, d.entries.clone());
+                gone.extend(
+                    old.into_values()
+                        .filter(|i| !d.entries.values().any(|j| j == i)),
+                );
+                n.durable_owner = n.owner;
+            }
+        }
+        self.persist_namespace()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        self.ns_dirty = false;
+        self.maybe_free(&gone);
         Ok(())
     }
 
@@ -559,6 +593,10 @@ impl State {
     /// become durable; the durable tree is rewritten in the backing directory.
     pub fn sync_dir(&mut self, ino: Ino) -> Result<(), Errno> {
         self.stats.dir_syncs += 1;
+        if self.journal {
+            self.dir(ino)?;
+            return self.commit_all_dirs();
+        }
         let (old, new) = {
             let d = self.dir_mut(ino)?;
             let old = std::mem::replace(&mut d.durable, d.entries.clone());
