@@ -3,13 +3,15 @@
 //! give, because the kernel's page cache survives a killed process.
 //!
 //! # Layout
-//! - `lib.rs` (this file): the public API — [`mount`], [`FaultMount`] (`power_loss`,
-//!   `unmount`, unmount on drop), [`LossReport`], [`cleanup_leftovers`], [`Error`].
+//! - `lib.rs` (this file): the public API — [`mount`], [`mount_with`] + [`Options`]
+//!   ([`Metadata`]), [`FaultMount`] (`power_loss`, `stats`, `durable_paths`, `unmount`, unmount
+//!   on drop), [`LossReport`] + [`TornWrite`], [`Stats`], [`cleanup_leftovers`], [`Error`].
 //! - `state.rs`: the pure model (inode table with a volatile and a durable view, what fsync
 //!   makes durable, what a power loss keeps). No FUSE.
 //! - `fuse.rs`: the `fuser::Filesystem` that turns kernel requests into calls on the model.
 //! - `mounts.rs`: `/proc/self/mountinfo` parsing and lazy unmounts (leftovers of a killed run).
-//! - `bin/faultfs-mount.rs`: mounts one backing directory until killed (tests, manual use).
+//! - `bin/faultfs-mount.rs`: mounts one backing directory until killed or stdin closes;
+//!   `power-loss [SEED]` and `stats` on stdin answer with JSON (tests, scripts, manual use).
 //! - `examples/bench.rs`: 3 nodes on fault mounts vs plain directories, 16 clients, writes/s.
 //!
 //! # The durability model (what is implemented, exactly)
@@ -45,7 +47,11 @@
 //! xattrs, `sync_file_range` (not a FUSE request; a process relying on it loses data, as it may
 //! on a real power loss), `O_DIRECT`/`O_SYNC` (the kernel turns `O_SYNC` writes into write + fsync
 //! requests). "Durable" means written to the backing directory; the backing directory itself is
-//! not fsynced (the host does not lose power; that keeps fsync cheap).
+//! not fsynced (the host does not lose power; that keeps fsync cheap). Known imprecision: a
+//! directory renamed from one directory to another with only the destination fsynced is, after a
+//! power loss, reachable from both (a real filesystem would show it in one of them). The root
+//! directory (the mount point) always exists, so a data directory that *is* the mount point
+//! never disappears; its entries do, unless it is fsynced.
 //!
 //! # Contract for the harness (power-loss nemesis)
 //! 1. At start, call [`cleanup_leftovers`] on the directory that holds the mount points (a
@@ -59,6 +65,11 @@
 //!    allowed but is not a power loss of that member (its open files go on writing).
 //! 4. At the end, stop the members, then [`FaultMount::unmount`] (or drop the handle). An
 //!    unmount with files still open in the mount detaches and aborts it (`MNT_DETACH|MNT_FORCE`).
+//! 5. Choices per target: `Splitbrain` nodes fsync their directory, so [`Metadata::Posix`] (the
+//!    default) is fair to them; etcd 3.4 only keeps data with [`Metadata::Journal`] (under Posix
+//!    it loses `member/`, a finding to report, not a harness bug). To catch a node that skips
+//!    `fdatasync`, prefer `tear: None` or alternate: a tear keeps the unsynced appends before
+//!    the torn one (rule 5), which hides most of what such a node loses.
 //!
 //! The filesystem needs `/dev/fuse`; as root it mounts with `mount(2)` directly, otherwise
 //! through `fusermount3` (Debian package `fuse3`).
