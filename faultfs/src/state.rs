@@ -1068,4 +1068,54 @@ mod tests {
         assert_eq!(paths.get("/d/f"), Some(&Some(3)), "{paths:?}");
         assert!(!paths.contains_key("/volatile"), "{paths:?}");
     }
+
+    /// The extent bookkeeping checked against a dumb model (a volatile and a durable `Vec<u8>`)
+    /// on random writes, truncates, syncs and power losses (seeded).
+    #[test]
+    fn random_file_operations_agree_with_a_byte_vector_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::open(dir.path()).unwrap();
+        let f = st.create(ROOT, OsStr::new("f"), owner()).unwrap();
+        st.sync_dir(ROOT).unwrap();
+        let mut rng = StdRng::seed_from_u64(42);
+        let (mut vol, mut dur): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+        for step in 0..5000 {
+            match rng.gen_range(0..100) {
+                0..=59 => {
+                    let off = rng.gen_range(0..3000u64);
+                    let len = rng.gen_range(1..400usize);
+                    let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                    st.write(f, off, &data).unwrap();
+                    let end = off as usize + len;
+                    if vol.len() < end {
+                        vol.resize(end, 0);
+                    }
+                    vol[off as usize..end].copy_from_slice(&data);
+                }
+                60..=71 => {
+                    let size = rng.gen_range(0..3500u64);
+                    st.set_size(f, size).unwrap();
+                    vol.resize(size as usize, 0);
+                }
+                72..=83 => {
+                    st.sync_file(f).unwrap();
+                    dur = vol.clone();
+                }
+                84..=89 => {
+                    st.power_loss(None);
+                    vol = dur.clone();
+                }
+                _ => {
+                    let off = rng.gen_range(0..3600u64);
+                    let len = rng.gen_range(0..800u32);
+                    let got = st.read(f, off, len).unwrap();
+                    let from = (off as usize).min(vol.len());
+                    let to = (off as usize + len as usize).min(vol.len());
+                    assert_eq!(got, &vol[from..to], "step {step}: read {off}+{len}");
+                }
+            }
+        }
+        st.sync_file(f).unwrap();
+        assert_eq!(std::fs::read(st.object_path(f)).unwrap(), vol);
+    }
 }
