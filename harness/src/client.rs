@@ -12,7 +12,7 @@
 //!   a failed read a few times (failed reads are `fail`, so retries are harmless).
 
 use crate::recorder::Recorder;
-use crate::target::{Client, Outcome};
+use crate::sut::{Client, Outcome};
 use serde_json::{json, Value};
 use splitbrain_checker::history::{EventType, Process};
 use splitbrain_workloads::{Op, WorkerGen, F};
@@ -268,7 +268,7 @@ pub async fn final_reads(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::BoxFuture;
+    use crate::sut::BoxFuture;
     use rand::SeedableRng;
 
     /// Counts the requests it gets per request id; every write and cas succeeds.

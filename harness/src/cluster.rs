@@ -14,7 +14,7 @@
 //! - Every wait has a deadline.
 
 use crate::net::Network;
-use crate::target::{MemberSpec, MemberStatus, PeerRoute, Target};
+use crate::sut::{MemberSpec, MemberStatus, PeerRoute, Target};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;

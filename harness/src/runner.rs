@@ -20,7 +20,7 @@ use crate::net::Network;
 use crate::recorder::Recorder;
 use crate::store;
 use crate::summary::{self, Stats};
-use crate::target::{self, Client};
+use crate::sut::{self, Client};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use splitbrain_checker::history::History;
@@ -136,7 +136,7 @@ impl TestOptions {
             return Err("--ops-per-key: must be at least 1".into());
         }
         nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
-        target::resolve(&self.target, self.node_cmd.as_deref())?;
+        sut::resolve(&self.target, self.node_cmd.as_deref())?;
         // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
         let partitions = nemesis::parse_nemesis(&self.nemesis)
             .unwrap_or_default()
@@ -233,7 +233,7 @@ pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
     };
     if opts.net == "netns" {
         // Every socket of the harness (clients, status) is opened inside the clients' namespace.
-        let shared = target::resolve(&opts.target, opts.node_cmd.as_deref())
+        let shared = sut::resolve(&opts.target, opts.node_cmd.as_deref())
             .map_err(crate::cli::exit::BadInput)?
             .shares_client_and_peer_port();
         return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
@@ -268,8 +268,8 @@ async fn run_async(
     }
 
     // Cluster.
-    let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
-        .map_err(crate::cli::exit::BadInput)?;
+    let target =
+        sut::resolve(&opts.target, opts.node_cmd.as_deref()).map_err(crate::cli::exit::BadInput)?;
     let ids = opts.member_ids();
     let token = format!(
         "sb-{:016x}",

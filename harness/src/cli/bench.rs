@@ -18,7 +18,7 @@
 
 use crate::cluster::Cluster;
 use crate::net::{Link, MemberAddrs, Network};
-use crate::target::{self, Client, Outcome};
+use crate::sut::{self, Client, Outcome};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -228,7 +228,7 @@ async fn bench_target(
     args: &Args,
     dir: &std::path::Path,
 ) -> anyhow::Result<TargetBench> {
-    let target = target::resolve(name, None).map_err(crate::cli::exit::BadInput)?;
+    let target = sut::resolve(name, None).map_err(crate::cli::exit::BadInput)?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
     let net: Arc<dyn Network> =
         Arc::new(DirectNet::new(&ids, target.shares_client_and_peer_port())?);
@@ -393,7 +393,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             )
             .into());
         }
-        target::resolve(n, None).map_err(crate::cli::exit::BadInput)?;
+        sut::resolve(n, None).map_err(crate::cli::exit::BadInput)?;
     }
     if args.duration.is_nan() || args.duration <= 0.0 || args.nodes == 0 {
         return Err(

@@ -14,10 +14,11 @@
 //! - [`netns`] (root): a namespace per member and nftables drop rules; the runner runs its
 //!   clients inside the clients' namespace ([`netns::run_in_clients`]).
 
+pub mod message;
 pub mod netns;
 pub mod proxy;
 
-use crate::target::MemberCommand;
+use crate::sut::MemberCommand;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,8 +48,6 @@ pub struct LinkFaults {
 }
 
 /// A network between members. See the module docs.
-// `name`, `cuts` and `set_faults` are interface for other networks, reports and tests.
-#[allow(dead_code)]
 pub trait Network: Send + Sync {
     /// The name given to `--net`.
     fn name(&self) -> &'static str;

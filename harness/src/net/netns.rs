@@ -30,7 +30,7 @@
 //! is gone too.) The random loss rules use the kernel's `numgen random`, not the run's seed.
 
 use super::{Link, LinkFaults, MemberAddrs, Network};
-use crate::target::MemberCommand;
+use crate::sut::MemberCommand;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -30,10 +30,8 @@ struct LinkState {
     faults: LinkFaults,
 }
 
+/// One directed link's proxy; where its source dials is in `MemberAddrs::routes`.
 struct ProxyLink {
-    /// Where the member at the link's source dials (also in `MemberAddrs::routes`).
-    #[allow(dead_code)]
-    listen: SocketAddr,
     state: watch::Sender<LinkState>,
     task: JoinHandle<()>,
 }
@@ -103,14 +101,7 @@ impl ProxyNet {
                 let link_seed =
                     seed ^ ((i as u64) << 32 | j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 let task = tokio::spawn(accept_loop(listener, upstream, rx, link_seed));
-                links.insert(
-                    (from.clone(), to.clone()),
-                    ProxyLink {
-                        listen,
-                        state: tx,
-                        task,
-                    },
-                );
+                links.insert((from.clone(), to.clone()), ProxyLink { state: tx, task });
                 routes.push((to.clone(), listen));
             }
             let (client, peer) = base[from];
@@ -354,7 +345,6 @@ mod tests {
         net.links.insert(
             link,
             ProxyLink {
-                listen,
                 state: tx,
                 task,
             },

@@ -211,7 +211,7 @@ impl SuiteFile {
             }
         }
         for t in &s.targets {
-            if !crate::target::TARGET_NAMES.contains(&t.as_str()) || t == "cmd" {
+            if !crate::sut::TARGET_NAMES.contains(&t.as_str()) || t == "cmd" {
                 return Err(field(
                     "targets",
                     &format!("unknown target {t:?} (expected splitbrain or etcd)"),

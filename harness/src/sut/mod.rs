@@ -48,8 +48,6 @@ pub enum Outcome<T> {
 
 /// Where one member lives and how it reaches its peers. Built by the cluster from the network's
 /// layout; every address is on loopback (or inside the member's namespace with `netns`).
-// `peer_addr` is read by targets with a separate peer port (etcd).
-#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct MemberSpec {
     /// `n1` … `nN`.
@@ -102,7 +100,6 @@ pub struct MemberStatus {
 /// An implementation under test. See the module docs.
 pub trait Target: Send + Sync {
     /// The name given to `--target`.
-    #[allow(dead_code)] // for suite/bench output
     fn name(&self) -> &'static str;
 
     /// True if the member serves clients and peers on one port (then the cluster sets

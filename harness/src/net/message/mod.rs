@@ -1,0 +1,6 @@
+//! The message network (docs to come).
+#![allow(dead_code)]
+
+pub mod faults;
+pub mod relay;
+pub mod wire;
