@@ -264,6 +264,22 @@ async fn reorder_lets_a_later_message_overtake_a_held_one() {
 }
 
 #[tokio::test]
+async fn a_cut_also_drops_messages_already_held_on_the_link() {
+    let (relay, sink, url) = relay_to_sink(|_| {}).await;
+    let ctl = relay.control();
+    // As above: seed 7 holds the first append on n1→n2 for more than 100 ms.
+    ctl.set_fault(Fault::reorder(Duration::from_millis(300)))
+        .unwrap();
+    post_raw(&url, "append", wire::encode_one(&append(1, 0, 1))).await;
+    ctl.set_cuts([("n1".into(), "n2".into())].into_iter().collect())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(sink.messages().is_empty());
+    assert_eq!(ctl.counters().cut, 1);
+    relay.shutdown(DEADLINE).await;
+}
+
+#[tokio::test]
 async fn an_unparseable_body_is_passed_through_untouched_and_counted() {
     let (relay, sink, url) = relay_to_sink(|_| {}).await;
     let r = post_raw(&url, "append", b"{\"not\": \"a message\"}".to_vec()).await;
