@@ -555,3 +555,66 @@ async fn real_nodes_elect_write_and_fail_over_through_the_relay() {
     ctl.heal();
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nodes_make_progress_under_loss_dup_reorder_and_replay() {
+    let c = cluster(23).await;
+    c.leader(None).await;
+    let ctl = c.relay.control();
+    for f in [
+        "msg-loss p=0.1",
+        "msg-dup p=0.1",
+        "msg-reorder p=0.3 delay-ms=20",
+        "msg-replay p=0.2 depth=8",
+    ] {
+        ctl.set_fault(Fault::parse(f).unwrap()).unwrap();
+    }
+    let http = client();
+    let ids: Vec<String> = c.clients.keys().cloned().collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    for v in 1..=5u64 {
+        // Retried with the same request id until it answers 200 (idempotent).
+        loop {
+            assert!(
+                Instant::now() < end,
+                "write {v} did not succeed before the deadline"
+            );
+            let node = &ids[v as usize % ids.len()];
+            let r = http
+                .put(format!("{}/kv/k", c.clients[node]))
+                .json(&json!({"value": v, "request_id": format!("c1-{v}")}))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            if matches!(&r, Ok(r) if r.status() == StatusCode::OK) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A second of heartbeats under the faults, then heal and read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ctl.heal();
+    let r = loop {
+        assert!(Instant::now() < end, "no read before the deadline");
+        let r = http
+            .get(format!("{}/kv/k", c.clients[&ids[0]]))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == StatusCode::OK {
+                break r.json::<serde_json::Value>().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r, json!({"value": 5}));
+    let k = ctl.counters();
+    assert!(
+        k.lost > 0 && k.duplicated > 0 && k.reordered > 0 && k.replayed > 0,
+        "every fault acted: {k:?}"
+    );
+    assert_eq!((k.unparsed, k.refused), (0, 0), "{k:?}");
+    c.stop().await;
+}
