@@ -306,7 +306,10 @@ impl Relay {
                     cfg: cfg.clone(),
                 });
                 let router = Router::new()
-                    .route("/raft/{route}", post(raft_route))
+                    .route(
+                        "/raft/{route}",
+                        post(raft_route).fallback(pass_through_route),
+                    )
                     .fallback(pass_through_route)
                     .layer(DefaultBodyLimit::max(cfg.body_limit))
                     .with_state(ctx.clone());

@@ -93,7 +93,10 @@ async fn sink_status() -> Response {
 async fn sink() -> (SocketAddr, Arc<Sink>) {
     let s = Arc::new(Sink::default());
     let app = Router::new()
-        .route("/raft/{route}", post(sink_raft))
+        .route(
+            "/raft/{route}",
+            post(sink_raft).get(|| async { (StatusCode::METHOD_NOT_ALLOWED, [("x-sink", "yes")]) }),
+        )
         .route("/status", axum::routing::get(sink_status))
         .with_state(s.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -369,6 +372,18 @@ async fn client_requests_pass_through_and_a_cut_link_refuses_them_definitely() {
     assert_eq!(v, json!({"role": "leader", "term": 7}));
     let r = client().get(format!("{url}/nothing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "the destination's 404");
+    let r = client()
+        .get(format!("{url}/raft/append"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the destination's own 405"
+    );
+    assert_eq!(r.headers()["x-sink"], "yes");
+    assert_eq!(relay.control().counters().seen, 0);
     relay
         .control()
         .set_cuts([("n1".into(), "n2".into())].into_iter().collect())
