@@ -339,10 +339,9 @@ async fn one_per_request_batching_sends_bodies_of_one_message() {
     let b = [append(1, 0, 1), append(1, 1, 1), append(1, 2, 1)];
     post_raw(&url, "append", wire::encode_batch(&[&b[0], &b[1], &b[2]])).await;
     sink.wait_for(3).await;
-    let got = sink.got.lock().unwrap();
+    let got: Vec<Got> = sink.got.lock().unwrap().clone();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|g| !g.2 && g.3.len() == 1));
-    drop(got);
     relay.shutdown(DEADLINE).await;
 }
 
