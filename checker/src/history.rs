@@ -170,6 +170,11 @@ pub struct Op {
     pub complete_time: Option<u64>,
     /// 1-based line (or event position) of the invocation in its source.
     pub line: usize,
+    /// Fields of the op's events the checker does not interpret (Jepsen's `:error`, `:node`,
+    /// a user's annotations; a named process's name as `"process"`), kept for reports: the
+    /// invocation's, overridden by the completion's where both have one.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Op {
@@ -206,6 +211,7 @@ pub struct HistoryError {
 
 struct Pending {
     event: Event,
+    extra: serde_json::Map<String, Value>,
     line: usize,
     pos: u64,
 }
@@ -239,6 +245,16 @@ impl Builder {
 
     /// Adds the next event, read from 1-based `line`.
     pub(crate) fn push(&mut self, ev: Event, line: usize) -> Result<(), HistoryError> {
+        self.push_extra(ev, serde_json::Map::new(), line)
+    }
+
+    /// Adds the next event with the fields the reader did not interpret.
+    pub(crate) fn push_extra(
+        &mut self,
+        ev: Event,
+        extra: serde_json::Map<String, Value>,
+        line: usize,
+    ) -> Result<(), HistoryError> {
         let pos = self.pos;
         self.pos += 1;
         let p = match ev.process {
@@ -274,13 +290,14 @@ impl Builder {
                     p,
                     Pending {
                         event: ev,
+                        extra,
                         line,
                         pos,
                     },
                 );
             }
             kind => {
-                let Some(inv) = self.pending.remove(&p) else {
+                let Some(mut inv) = self.pending.remove(&p) else {
                     return Err(Self::err(
                         line,
                         format!(
@@ -316,6 +333,9 @@ impl Builder {
                         ),
                     ));
                 }
+                if !extra.is_empty() {
+                    inv.extra.extend(extra);
+                }
                 match kind {
                     EventType::Fail => self.failed += 1,
                     EventType::Info => {
@@ -337,6 +357,7 @@ impl Builder {
                         invoke_time: inv.event.time,
                         complete_time: Some(ev.time),
                         line: inv.line,
+                        extra: inv.extra,
                     }),
                 }
             }
@@ -363,6 +384,7 @@ impl Builder {
             invoke_time: inv.event.time,
             complete_time: None,
             line: inv.line,
+            extra: inv.extra,
         });
     }
 

@@ -4,9 +4,11 @@
 //!
 //! * [`history`]: events ([`history::Event`], one line of `history.jsonl`) and the validated
 //!   [`history::History`] of operations the checker reads.
-//! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN and Porcupine's logs, with
-//!   format detection.
+//! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN ([`read::edn`]) and
+//!   Porcupine's logs, with format detection (one file per format under `read/`).
 //! * [`model`]: the sequential models (`register`, `cas-register`, `kv`, `append-kv`).
+//! * [`replay()`]: step-by-step replay of ops in a given order (a counterexample's prefix and
+//!   its failing op) with the models' states before and after each step.
 //! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition.
 //! * [`check()`]: partitions a history (P-compositionality), checks partitions in parallel and
 //!   builds the [`CheckReport`] with a [`Counterexample`] for an invalid partition.
@@ -31,15 +33,17 @@
 //! dropped (`model`); for `append-kv` with uniquely decodable values, each `get` reveals the
 //! exact state each observed append was applied to (`model`).
 
-pub mod edn;
 pub mod history;
 pub mod model;
 pub mod read;
+pub mod replay;
 pub mod report;
 pub mod search;
 
 pub use model::ModelKind;
+pub use replay::{replay, ReplayStep};
 pub use report::{
     check, try_check, CheckError, CheckOptions, CheckReport, Counterexample, KeyResult,
     PartitionCounts, Progress, Verdict,
 };
+pub use search::MemoryBudget;

@@ -1,4 +1,8 @@
-//! Sequential models. (Being built.)
+//! Sequential models: Porcupine's and Splitbrain's registers and kv stores here, Knossos's
+//! table (mutex, multi-register, set, queues) in [`knossos`]. Each is compiled per partition
+//! into small inputs over interned values, so that the search's `step` compares integers.
+
+mod knossos;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,10 +20,36 @@ pub enum ModelKind {
     Kv,
     /// Porcupine's kv model: `get` / `put` / `append` of strings per key, initial `""`.
     AppendKv,
+    /// Knossos's mutex: `acquire` / `release`.
+    Mutex,
+    /// Knossos's multi-register: `txn` of `[f k v]` reads and writes over several registers.
+    MultiRegister,
+    /// Knossos's set: `add v`, `read` → the whole set.
+    Set,
+    /// Knossos's FIFO queue: `enqueue v`, `dequeue` → v.
+    FifoQueue,
+    /// Knossos's unordered queue: `enqueue v`, `dequeue` → any queued v.
+    UnorderedQueue,
 }
 
 impl ModelKind {
-    pub const NAMES: &'static [&'static str] = &["register", "cas-register", "kv", "append-kv"];
+    /// Whether the model's ops are checked per key (P-compositionality); `register` and
+    /// `cas-register` are one object and reject keys.
+    pub fn partitions_by_key(self) -> bool {
+        !matches!(self, ModelKind::Register | ModelKind::CasRegister)
+    }
+
+    pub const NAMES: &'static [&'static str] = &[
+        "register",
+        "cas-register",
+        "kv",
+        "append-kv",
+        "mutex",
+        "multi-register",
+        "set",
+        "fifo-queue",
+        "unordered-queue",
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -27,6 +57,11 @@ impl ModelKind {
             ModelKind::CasRegister => "cas-register",
             ModelKind::Kv => "kv",
             ModelKind::AppendKv => "append-kv",
+            ModelKind::Mutex => "mutex",
+            ModelKind::MultiRegister => "multi-register",
+            ModelKind::Set => "set",
+            ModelKind::FifoQueue => "fifo-queue",
+            ModelKind::UnorderedQueue => "unordered-queue",
         }
     }
 }
@@ -45,6 +80,11 @@ impl FromStr for ModelKind {
             "cas-register" => Ok(ModelKind::CasRegister),
             "kv" => Ok(ModelKind::Kv),
             "append-kv" => Ok(ModelKind::AppendKv),
+            "mutex" => Ok(ModelKind::Mutex),
+            "multi-register" => Ok(ModelKind::MultiRegister),
+            "set" => Ok(ModelKind::Set),
+            "fifo-queue" => Ok(ModelKind::FifoQueue),
+            "unordered-queue" => Ok(ModelKind::UnorderedQueue),
             _ => Err(format!(
                 "unknown model {s:?} (expected one of: {})",
                 ModelKind::NAMES.join(", ")
@@ -178,6 +218,7 @@ impl SearchModel for RegisterModel {
 pub(crate) enum Compiled {
     Register(RegisterModel),
     AppendKv(AppendKvModel),
+    Knossos(knossos::KnossosModel),
 }
 
 fn bad(op: &Op, expected: &'static str, v: &Value) -> ModelError {
@@ -196,7 +237,34 @@ pub(crate) fn compile(
     ops: &[Op],
     idx: &[usize],
 ) -> Result<(Vec<usize>, Compiled), ModelError> {
+    compile_with(kind, ops, idx, true)
+}
+
+/// As [`compile`], without the search's reductions (no `info` write is dropped, no
+/// version-order hint is set): the model's plain sequential semantics, for [`crate::replay`].
+pub(crate) fn compile_plain(
+    kind: ModelKind,
+    ops: &[Op],
+    idx: &[usize],
+) -> Result<(Vec<usize>, Compiled), ModelError> {
+    compile_with(kind, ops, idx, false)
+}
+
+fn compile_with(
+    kind: ModelKind,
+    ops: &[Op],
+    idx: &[usize],
+    reduce: bool,
+) -> Result<(Vec<usize>, Compiled), ModelError> {
     match kind {
+        ModelKind::Mutex
+        | ModelKind::MultiRegister
+        | ModelKind::Set
+        | ModelKind::FifoQueue
+        | ModelKind::UnorderedQueue => {
+            let (kept, m) = knossos::compile(kind, ops, idx, reduce)?;
+            Ok((kept, Compiled::Knossos(m)))
+        }
         ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv => {
             let allow_cas = kind != ModelKind::Register;
             let expected = if allow_cas {
@@ -204,6 +272,7 @@ pub(crate) fn compile(
             } else {
                 "read or write"
             };
+            let queue_hint = "read or write (a queue: name --model fifo-queue or unordered-queue)";
             let mut ids = ValueIds::new();
             let mut kept = Vec::with_capacity(idx.len());
             let mut inputs = Vec::with_capacity(idx.len());
@@ -246,19 +315,27 @@ pub(crate) fn compile(
                             ok,
                         }
                     }
-                    _ => {
+                    f => {
                         return Err(ModelError::Unsupported {
                             line: op.line,
                             f: op.f.clone(),
                             model: kind,
-                            expected,
+                            expected: if matches!(f, "enqueue" | "dequeue") {
+                                queue_hint
+                            } else {
+                                expected
+                            },
                         })
                     }
                 };
                 kept.push(i);
                 inputs.push(input);
             }
-            let (kept, inputs) = drop_unobserved_info(kept, inputs, ops);
+            let (kept, inputs) = if reduce {
+                drop_unobserved_info(kept, inputs, ops)
+            } else {
+                (kept, inputs)
+            };
             Ok((
                 kept,
                 Compiled::Register(RegisterModel {
@@ -309,7 +386,9 @@ pub(crate) fn compile(
                 kept.push(i);
                 m.inputs.push(input);
             }
-            m.add_order_hints();
+            if reduce {
+                m.add_order_hints();
+            }
             Ok((kept, Compiled::AppendKv(m)))
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::history::{History, Op};
 use crate::model::{compile, Compiled};
-use crate::search::{search, Limits, Outcome, SearchModel};
+use crate::search::{search, Limits, MemoryBudget, Outcome, SearchModel};
 use crate::ModelKind;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
@@ -54,6 +54,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// Progress of a running check, for a progress bar: partitions decided out of the total.
+/// Checks add to both counters, so one `Progress` can follow several checks at once.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub total: AtomicUsize,
@@ -67,12 +68,19 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Decide every partition instead of stopping at the first invalid one.
     pub all_partitions: bool,
-    /// Worker threads (default: all cores).
+    /// Worker threads in a pool of the check's own (default: the caller's rayon pool, which
+    /// is the global one with a thread per core unless the caller installed another).
     pub threads: Option<usize>,
     /// Set to true to stop the check; undecided partitions become `unknown`.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Updated as partitions are decided.
     pub progress: Option<Arc<Progress>>,
+    /// Bytes the searches' memos may hold in all (every partition of this check, and of any
+    /// other check given the same budget); a partition whose memo would grow past it is
+    /// `unknown` (reason `"memory-limit"`), like a timeout. `None`: unbounded (a search that
+    /// outgrows the machine's memory still ends as `unknown` when an allocation fails, rather
+    /// than aborting the process).
+    pub memory: Option<Arc<MemoryBudget>>,
 }
 
 /// Partition counts.
@@ -90,7 +98,7 @@ pub struct KeyResult {
     pub verdict: Verdict,
     pub ops: usize,
     pub elapsed_ms: f64,
-    /// Why the verdict is `unknown`: `"timeout"` or `"cancelled"`.
+    /// Why the verdict is `unknown`: `"timeout"`, `"cancelled"` or `"memory-limit"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Why this partition is invalid.
@@ -232,12 +240,12 @@ struct Partition {
 }
 
 fn partitions(history: &History, model: ModelKind) -> Vec<Partition> {
-    match model {
-        ModelKind::Register | ModelKind::CasRegister => vec![Partition {
+    match model.partitions_by_key() {
+        false => vec![Partition {
             key: None,
             ops: (0..history.ops.len()).collect(),
         }],
-        ModelKind::Kv | ModelKind::AppendKv => {
+        true => {
             let mut by_key: HashMap<String, usize> = HashMap::new();
             let mut parts: Vec<Partition> = Vec::new();
             for (i, op) in history.ops.iter().enumerate() {
@@ -267,12 +275,25 @@ pub fn try_check(
     let parts = partitions(history, model);
     // Compile everything first, so that a bad op is an error before any search starts.
     // Each compiled model is used by one worker thread (its caches are not shared).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.unwrap_or(0))
-        .build()
-        .map_err(|e| CheckError::Threads(e.to_string()))?;
+    // Without a thread count, the caller's rayon pool is used (no threads started per check:
+    // a CLI checking many files in parallel runs every check in the one global pool).
+    let pool = match opts.threads {
+        Some(n) => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| CheckError::Threads(e.to_string()))?,
+        ),
+        None => None,
+    };
+    fn in_pool<R: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+        match pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
     type Slot = std::sync::Mutex<(Vec<usize>, Compiled)>;
-    let compiled: Vec<Result<Slot, _>> = pool.install(|| {
+    let compiled: Vec<Result<Slot, _>> = in_pool(pool.as_ref(), || {
         parts
             .par_iter()
             .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
@@ -285,7 +306,7 @@ pub fn try_check(
         .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
         .collect();
     if let Some(pr) = &opts.progress {
-        pr.total.store(parts.len(), Ordering::Relaxed);
+        pr.total.fetch_add(parts.len(), Ordering::Relaxed);
     }
     let stop = AtomicBool::new(false);
     let never = AtomicBool::new(false);
@@ -307,10 +328,12 @@ pub fn try_check(
             } else {
                 &cancel[..]
             },
+            memory: opts.memory.as_deref(),
         };
         let (outcome, cx) = match model_c {
             Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
+            Compiled::Knossos(m) => run_partition(m, history, kept, &parts[i], &limits),
         };
         if outcome == Outcome::Invalid && !opts.all_partitions {
             stop.store(true, Ordering::Relaxed);
@@ -323,6 +346,7 @@ pub fn try_check(
             Outcome::Invalid => (Verdict::Invalid, None),
             Outcome::Timeout => (Verdict::Unknown, Some("timeout".to_string())),
             Outcome::Cancelled => (Verdict::Unknown, Some("cancelled".to_string())),
+            Outcome::MemoryLimit => (Verdict::Unknown, Some("memory-limit".to_string())),
         };
         (
             KeyResult {
@@ -340,7 +364,9 @@ pub fn try_check(
     let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
         vec![(0, run_one(0))]
     } else {
-        pool.install(|| order.par_iter().map(|&i| (i, run_one(i))).collect())
+        in_pool(pool.as_ref(), || {
+            order.par_iter().map(|&i| (i, run_one(i))).collect()
+        })
     };
     results.sort_by_key(|(i, _)| *i);
 

@@ -17,10 +17,11 @@
 //! word plus the state. States are small values (interned ids) supplied by the model.
 //!
 //! A deadline or a cancel flag stops the search (checked every few thousand steps); the
-//! result is then `Timeout`/`Cancelled`, never a verdict.
+//! result is then `Timeout`/`Cancelled`, never a verdict. So does a memo that would grow past
+//! the check's memory budget (`MemoryLimit`).
 
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A sequential model compiled for one partition: ops are referred to by their local index.
@@ -45,12 +46,61 @@ pub(crate) enum Outcome {
     Invalid,
     Timeout,
     Cancelled,
+    /// The memo would have grown past the check's memory budget.
+    MemoryLimit,
+}
+
+/// Bytes of memo that searches may hold in all: shared by a check's partitions, and by
+/// several checks when they are given the same budget (a CLI checking files in parallel).
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+    /// Takes `bytes` from the budget; false (and nothing taken) if that would pass the limit.
+    fn take(&self, bytes: usize) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = cur.checked_add(bytes).filter(|&n| n <= self.limit) else {
+                return false;
+            };
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+    fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 /// When to give up.
 pub(crate) struct Limits<'a> {
     pub deadline: Option<Instant>,
     pub cancel: &'a [&'a AtomicBool],
+    /// The memo's share of memory; `None`: unbounded.
+    pub memory: Option<&'a MemoryBudget>,
 }
 
 impl Limits<'_> {
@@ -109,21 +159,94 @@ struct Bits {
 }
 
 /// Lowe's memo: the (linearized set, state) pairs already explored. Sets are stored in one
-/// arena (no allocation per entry); the table holds (hash, arena offset, state).
-struct Memo<S> {
+/// arena (no allocation per entry); the table holds (hash, arena offset, state). Growth is
+/// paid for from the check's [`MemoryBudget`] before it is allocated, and allocated with
+/// `try_reserve`, so a search that outgrows memory ends as [`Outcome::MemoryLimit`] instead
+/// of aborting the process.
+struct Memo<'a, S> {
     table: hashbrown::HashTable<(u64, usize, S)>,
     arena: Vec<u64>,
+    budget: Option<&'a MemoryBudget>,
+    /// Bytes taken from the budget (returned on drop).
+    taken: usize,
 }
 
-impl<S: Eq + Hash + Clone> Memo<S> {
-    fn new() -> Self {
+/// What an insertion found.
+#[derive(PartialEq, Eq)]
+enum Insert {
+    New,
+    Seen,
+    OutOfMemory,
+}
+
+impl<S> Drop for Memo<'_, S> {
+    fn drop(&mut self) {
+        if let Some(b) = self.budget {
+            b.give(self.taken);
+        }
+    }
+}
+
+impl<'a, S: Eq + Hash + Clone> Memo<'a, S> {
+    fn new(budget: Option<&'a MemoryBudget>) -> Self {
         Memo {
             table: hashbrown::HashTable::new(),
             arena: Vec::new(),
+            budget,
+            taken: 0,
         }
     }
-    /// Inserts the pair; false if it was there already.
-    fn insert(&mut self, bits: &Bits, s: &S) -> bool {
+
+    /// Pays for and reserves room for one more entry of `w` words.
+    fn reserve(&mut self, w: usize) -> bool {
+        let entry = std::mem::size_of::<(u64, usize, S)>() + 1;
+        let mut bytes = 0;
+        let arena_grows = self.arena.capacity() - self.arena.len() < w;
+        let new_arena = if arena_grows {
+            (self.arena.capacity() * 2)
+                .max(self.arena.len() + w)
+                .max(1024)
+        } else {
+            self.arena.capacity()
+        };
+        if arena_grows {
+            bytes += (new_arena - self.arena.capacity()) * 8;
+        }
+        // hashbrown doubles its buckets when full (7/8 load); count the new table in full.
+        let table_grows = self.table.len() == self.table.capacity();
+        if table_grows {
+            bytes += (self.table.capacity() * 2).max(16) * 8 / 7 * entry;
+        }
+        if bytes == 0 {
+            return true;
+        }
+        if let Some(b) = self.budget {
+            if !b.take(bytes) {
+                return false;
+            }
+            self.taken += bytes;
+        }
+        if arena_grows
+            && self
+                .arena
+                .try_reserve_exact(new_arena - self.arena.len())
+                .is_err()
+        {
+            return false;
+        }
+        if table_grows
+            && self
+                .table
+                .try_reserve(self.table.len().max(16), |e| e.0)
+                .is_err()
+        {
+            return false;
+        }
+        true
+    }
+
+    /// Inserts the pair.
+    fn insert(&mut self, bits: &Bits, s: &S) -> Insert {
         let mut hs = FxHasher(bits.hash);
         s.hash(&mut hs);
         let h = hs.finish();
@@ -136,12 +259,15 @@ impl<S: Eq + Hash + Clone> Memo<S> {
             })
             .is_some()
         {
-            return false;
+            return Insert::Seen;
+        }
+        if !self.reserve(w) {
+            return Insert::OutOfMemory;
         }
         let off = self.arena.len();
         self.arena.extend_from_slice(&bits.words);
         self.table.insert_unique(h, (h, off, s.clone()), |e| e.0);
-        true
+        Insert::New
     }
 }
 
@@ -231,7 +357,7 @@ pub(crate) fn search<M: SearchModel>(
     }
     let zob: Vec<u64> = (0..n).map(zobrist).collect();
     let mut bits = Bits::new(n);
-    let mut cache: Memo<M::State> = Memo::new();
+    let mut cache: Memo<M::State> = Memo::new(limits.memory);
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut state = m.init();
     let mut best: Option<Trace<M::State>> = None;
@@ -255,7 +381,11 @@ pub(crate) fn search<M: SearchModel>(
             }
             if let Some(ns) = m.step(&state, op) {
                 bits.flip(op, zob[op]);
-                if cache.insert(&bits, &ns) {
+                let inserted = cache.insert(&bits, &ns);
+                if inserted == Insert::OutOfMemory {
+                    return (Outcome::MemoryLimit, None);
+                }
+                if inserted == Insert::New {
                     // Keep `common` = length of the shared prefix of the stack and the best
                     // trace, so that recording a new best copies only what changed.
                     if let Some(b) = &best {
@@ -277,6 +407,13 @@ pub(crate) fn search<M: SearchModel>(
             }
             entry = next[entry] as usize;
         } else {
+            // The completion of an `info` op: they sit after every other completion, so every
+            // op that must take effect is linearized; the `info` ops left take effect "never".
+            // (Models whose `info` ops are legal in every state never get here by failing a
+            // step; a mutex's `acquire` is not.)
+            if rets[entry / 2] == u64::MAX {
+                return (Outcome::Valid, None);
+            }
             if trace {
                 match &mut best {
                     Some(b) if stack.len() <= b.prefix.len() => {}

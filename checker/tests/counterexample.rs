@@ -124,3 +124,43 @@ fn model_rejects_ops_it_does_not_know_with_line() {
     assert!(e.to_string().contains("line 1"), "{e}");
     assert!(e.to_string().contains("expected read or write"), "{e}");
 }
+
+/// `n` concurrent writes of distinct values, then a read of a value none wrote: refuting it
+/// explores every subset of the writes (a memo of about 2^n entries).
+fn wide(n: u64) -> History {
+    use EventType::*;
+    let mut evs = Vec::new();
+    for p in 0..n {
+        evs.push(ev(evs.len() as u64, p, Invoke, "write", None, json!(p)));
+    }
+    for p in 0..n {
+        evs.push(ev(evs.len() as u64, p, Ok, "write", None, json!(p)));
+    }
+    evs.push(ev(evs.len() as u64, n, Invoke, "read", None, Value::Null));
+    evs.push(ev(evs.len() as u64, n, Ok, "read", None, json!(999)));
+    History::from_events(evs).unwrap()
+}
+
+#[test]
+fn a_memo_past_the_memory_limit_makes_the_partition_unknown_not_a_crash() {
+    use splitbrain_checker::MemoryBudget;
+    let h = wide(16);
+    let budget = Arc::new(MemoryBudget::new(256 << 10));
+    let opts = CheckOptions {
+        memory: Some(budget.clone()),
+        ..Default::default()
+    };
+    let r = check(&h, ModelKind::Register, &opts);
+    assert_eq!(r.valid, Verdict::Unknown);
+    assert_eq!(r.per_key[0].reason.as_deref(), Some("memory-limit"));
+    assert_eq!(budget.used(), 0, "a finished search gives its memory back");
+    // With room enough, the same history is refuted.
+    let opts = CheckOptions {
+        memory: Some(Arc::new(MemoryBudget::new(1 << 30))),
+        ..Default::default()
+    };
+    assert_eq!(
+        check(&h, ModelKind::Register, &opts).valid,
+        Verdict::Invalid
+    );
+}

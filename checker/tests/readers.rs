@@ -39,7 +39,12 @@ fn jsonl_reader_rejects_truncated_garbled_and_mistyped_lines() {
         "{JSONL_OK}{}\n",
         r#"{"index":2,"time":"soon","process":0,"type":"invoke","f":"read","value":null}"#
     );
-    assert_rejects(Format::Jsonl, &mistyped, 3, "expected u64");
+    assert_rejects(
+        Format::Jsonl,
+        &mistyped,
+        3,
+        "expected a non-negative number (time)",
+    );
     let bad_type = format!(
         "{JSONL_OK}{}\n",
         r#"{"index":2,"time":3,"process":0,"type":"done","f":"read","value":null}"#
@@ -117,9 +122,9 @@ fn edn_reader_rejects_truncated_garbled_and_mistyped_input() {
     assert_rejects(Format::Edn, &format!("{ok} 42]\n"), 3, "expected an op map");
     assert_rejects(
         Format::Edn,
-        &format!("{ok} {{:process \"one\", :type :invoke, :f :read}}]\n"),
+        &format!("{ok} {{:process 1.5, :type :invoke, :f :read}}]\n"),
         3,
-        "expected a non-negative integer or :nemesis",
+        "expected a non-negative integer, a keyword or a string",
     );
     assert_rejects(
         Format::Edn,
@@ -257,4 +262,118 @@ fn edn_reader_reads_tagged_jepsen_ops_and_lists_with_time_and_index() {
     let h2 = read_file(&p2, Format::Edn).unwrap();
     assert_eq!(h2.ops.len(), 1);
     assert_eq!(h2.ops[0].line, 2);
+}
+
+#[test]
+fn jsonl_reader_keeps_unknown_fields_and_rejects_missing_required_ones() {
+    let text = concat!(
+        r#"{"index":0,"time":1.5,"process":0,"type":"invoke","f":"write","value":1,"node":"n2"}"#,
+        "\n",
+        r#"{"index":1,"time":2,"process":0,"type":"ok","f":"write","value":1,"error":null,"took-ms":3}"#,
+        "\n",
+    );
+    let (_d, p) = write("h.jsonl", text);
+    let h = read_file(&p, Format::Auto).unwrap();
+    assert_eq!(h.ops.len(), 1);
+    let x = &h.ops[0].extra;
+    assert_eq!(x["node"], serde_json::json!("n2"));
+    assert_eq!(x["took-ms"], serde_json::json!(3));
+    assert!(x.contains_key("error"));
+    assert_eq!(h.ops[0].invoke_time, 1, "fractional times are rounded down");
+    assert_rejects(
+        Format::Jsonl,
+        r#"{"index":0,"time":1,"type":"invoke","f":"write","value":1}"#,
+        1,
+        "missing field `process`",
+    );
+    assert_rejects(
+        Format::Jsonl,
+        r#"{"process":0,"type":"invoke","f":7}"#,
+        1,
+        "expected a string",
+    );
+}
+
+#[test]
+fn jsonl_processes_may_be_names_and_index_and_time_may_be_missing() {
+    let text = concat!(
+        r#"{"process":"alice","type":"invoke","f":"write","value":1}"#,
+        "\n",
+        r#"{"process":"bob","type":"invoke","f":"read"}"#,
+        "\n",
+        r#"{"process":"alice","type":"ok","f":"write","value":1}"#,
+        "\n",
+        r#"{"process":"bob","type":"ok","f":"read","value":1}"#,
+        "\n",
+    );
+    let (_d, p) = write("h.jsonl", text);
+    let h = read_file(&p, Format::Jsonl).unwrap();
+    assert_eq!(h.ops.len(), 2);
+    assert_ne!(h.ops[0].process, h.ops[1].process);
+    assert_eq!(h.ops[0].extra["process"], serde_json::json!("alice"));
+    assert_eq!(
+        h.ops[1].invoke_index, 1,
+        "index defaults to the event's position"
+    );
+}
+
+#[test]
+fn streamed_jsonl_over_many_blocks_reads_like_the_whole_text() {
+    // Big enough to span several 8 MiB blocks, with a bad line at the very end.
+    let mut text = String::new();
+    let n = 120_000u64;
+    for i in 0..n {
+        let p = i % 7;
+        text.push_str(&format!(
+            "{{\"index\":{},\"time\":{},\"process\":{p},\"type\":\"invoke\",\"f\":\"write\",\"key\":\"k{}\",\"value\":{i},\"pad\":\"{}\"}}\n",
+            2 * i,
+            2 * i,
+            i % 13,
+            "x".repeat(100)
+        ));
+        text.push_str(&format!(
+            "{{\"index\":{},\"time\":{},\"process\":{p},\"type\":\"ok\",\"f\":\"write\",\"key\":\"k{}\",\"value\":{i}}}\n",
+            2 * i + 1,
+            2 * i + 1,
+            i % 13
+        ));
+    }
+    assert!(text.len() > 20 << 20, "spans blocks: {}", text.len());
+    let (_d, p) = write("big.jsonl", &text);
+    let streamed = read_file(&p, Format::Auto).unwrap();
+    let whole = splitbrain_checker::read::read_str(&text, Format::Jsonl).unwrap();
+    assert_eq!(streamed.ops.len(), n as usize);
+    assert_eq!(streamed, whole);
+    let bad = format!("{text}{{\"process\":1,\"type\":\"nope\",\"f\":\"read\"}}\n");
+    let (_d2, p2) = write("bad.jsonl", &bad);
+    let e = read_file(&p2, Format::Auto).unwrap_err();
+    assert_eq!(e.line(), Some(2 * n as usize + 1), "{e}");
+}
+
+#[test]
+fn edn_reader_keeps_error_node_and_namespaced_entries_and_takes_named_processes() {
+    let text = "{:index 0, :time 1.5e3, :type :invoke, :process :worker-a, :f :write, :value 3, :node \"n1\"}\n\
+                {:index 1, :time 2000, :type :invoke, :process \"b\", :f :read, :value nil}\n\
+                {:index 2, :time 2500, :type :ok, :process :worker-a, :f :write, :value 3, :jepsen.op/took 7}\n\
+                {:index 3, :time 3000, :type :ok, :process \"b\", :f :read, :value 3, :error [:etcd/timeout \"slow\"]}\n";
+    let (_d, p) = write("history.edn", text);
+    let h = read_file(&p, Format::Auto).unwrap();
+    assert_eq!(h.ops.len(), 2);
+    let (w, r) = (&h.ops[0], &h.ops[1]);
+    assert_ne!(w.process, r.process);
+    assert_eq!(w.invoke_time, 1500);
+    assert_eq!(w.extra["process"], serde_json::json!("worker-a"));
+    assert_eq!(w.extra["node"], serde_json::json!("n1"));
+    assert_eq!(w.extra["jepsen.op/took"], serde_json::json!(7));
+    assert_eq!(
+        r.extra["error"],
+        serde_json::json!(["etcd/timeout", "slow"])
+    );
+    assert_eq!(r.output, serde_json::json!(3));
+    assert_rejects(
+        Format::Edn,
+        "{:index 0, :time -4, :type :invoke, :process 0, :f :read}\n",
+        1,
+        "expected a non-negative number",
+    );
 }

@@ -12,10 +12,9 @@
 //!   a failed read a few times (failed reads are `fail`, so retries are harmless).
 
 use crate::recorder::Recorder;
-use crate::target::{Client, Outcome};
-use serde_json::{json, Value};
+use crate::sut::{Client, Outcome};
 use splitbrain_checker::history::{EventType, Process};
-use splitbrain_workloads::{Op, WorkerGen, F};
+use splitbrain_workloads::{Completion, Generator, Op, Workload};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,7 +62,9 @@ pub struct Counters {
 pub struct Worker {
     pub index: usize,
     pub concurrency: usize,
-    pub gen: WorkerGen,
+    /// What the worker does and how its operations are recorded.
+    pub workload: &'static dyn Workload,
+    pub gen: Box<dyn Generator>,
     /// A client per member; this worker talks to `clients[index % n]`, retries go to the next.
     pub clients: Vec<Arc<dyn Client>>,
     /// Retries of an indefinite write or cas, with the same request id.
@@ -91,47 +92,30 @@ pub struct Duplicate {
     pub rng: rand::rngs::StdRng,
 }
 
-/// Performs `op` with request id `rid`; returns the completion's type, value and, for `fail`
-/// and `info`, the reason.
+/// Performs `op` with request id `rid`; returns its completion as the workload records it.
 pub async fn perform(
+    workload: &dyn Workload,
     client: &dyn Client,
     op: &Op,
     rid: &str,
     timeout: Duration,
-) -> (EventType, Value, Option<String>) {
+) -> Completion {
     // The HTTP client has its own timeout; this is the backstop for a client that hangs.
     let backstop = timeout + Duration::from_secs(1);
-    match op.f {
-        F::Read => match tokio::time::timeout(backstop, client.read(&op.key)).await {
-            Ok(Outcome::Ok(v)) => (EventType::Ok, json!(v), None),
-            Ok(Outcome::Fail(r)) | Ok(Outcome::Info(r)) => (EventType::Fail, Value::Null, Some(r)),
-            Err(_) => (EventType::Fail, Value::Null, Some("timeout".into())),
-        },
-        F::Write | F::Cas => {
-            let (a, b) = op.arg.unwrap_or((0, 0));
-            let fut = async {
-                if op.f == F::Write {
-                    client.write(&op.key, a, rid).await
-                } else {
-                    client.cas(&op.key, a, b, rid).await
-                }
-            };
-            let v = op.invoke_value();
-            match tokio::time::timeout(backstop, fut).await {
-                Ok(Outcome::Ok(())) => (EventType::Ok, v, None),
-                Ok(Outcome::Fail(r)) => (EventType::Fail, v, Some(r)),
-                Ok(Outcome::Info(r)) => (EventType::Info, v, Some(r)),
-                Err(_) => (EventType::Info, v, Some("timeout".into())),
-            }
-        }
-    }
+    let outcome = match tokio::time::timeout(backstop, client.invoke(op, rid)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::Info("timeout".into()),
+    };
+    workload.completion(op, outcome)
 }
 
-/// Performs a write or cas, retrying an indefinite outcome up to `retries` times with the
-/// same request id, each retry through the next member (`clients[start + i]`) after waiting
-/// `backoff × i`. The node's request-id dedup makes this safe: a retry applies at most once
-/// and answers as the first.
+/// Performs a write, cas or append, retrying an indefinite outcome up to `retries` times with
+/// the same request id, each retry through the next member (`clients[start + i]`) after
+/// waiting `backoff × i`. The node's request-id dedup makes this safe: a retry applies at most
+/// once and answers as the first.
+#[allow(clippy::too_many_arguments)]
 pub async fn perform_with_retries(
+    workload: &dyn Workload,
     clients: &[Arc<dyn Client>],
     start: usize,
     op: &Op,
@@ -139,15 +123,15 @@ pub async fn perform_with_retries(
     timeout: Duration,
     retries: usize,
     backoff: Duration,
-) -> (EventType, Value, Option<String>) {
+) -> Completion {
     let mut i = 0;
     loop {
         if i > 0 {
             tokio::time::sleep(backoff * i as u32).await;
         }
         let client = &clients[(start + i) % clients.len()];
-        let r = perform(&**client, op, rid, timeout).await;
-        if r.0 != EventType::Info || op.f == F::Read || i >= retries {
+        let r = perform(workload, &**client, op, rid, timeout).await;
+        if r.kind != EventType::Info || op.is_read() || i >= retries {
             return r;
         }
         i += 1;
@@ -156,7 +140,7 @@ pub async fn perform_with_retries(
 
 impl Worker {
     /// Runs until `stop` turns true; returns the generator (which knows the keys used).
-    pub async fn run(mut self, stop: watch::Receiver<bool>) -> WorkerGen {
+    pub async fn run(mut self, stop: watch::Receiver<bool>) -> Box<dyn Generator> {
         let mut process = self.index as u64;
         let mut seq = 0u64;
         while !*stop.borrow() {
@@ -168,10 +152,20 @@ impl Worker {
             seq += 1;
             let rid = format!("c{process}-{seq}");
             let p = Process::Client(process);
-            let f = op.f.name();
-            self.recorder
-                .record(p, EventType::Invoke, f, Some(&op.key), op.invoke_value());
-            let (kind, value, reason) = perform_with_retries(
+            let f = op.f().name();
+            self.recorder.record(
+                p,
+                EventType::Invoke,
+                f,
+                Some(op.key()),
+                self.workload.invocation_value(&op),
+            );
+            let Completion {
+                kind,
+                value,
+                reason,
+            } = perform_with_retries(
+                self.workload,
                 &self.clients,
                 self.index,
                 &op,
@@ -182,8 +176,8 @@ impl Worker {
             )
             .await;
             self.recorder
-                .record_with_reason(p, kind, f, Some(&op.key), value, reason);
-            if kind == EventType::Ok && op.f != F::Read {
+                .record_with_reason(p, kind, f, Some(op.key()), value, reason);
+            if kind == EventType::Ok && !op.is_read() {
                 self.maybe_duplicate(&op, &rid);
             }
             let c = match kind {
@@ -211,17 +205,20 @@ impl Worker {
         }
         let client = self.clients[(self.index + 1) % self.clients.len()].clone();
         let (op, rid, delay, timeout) = (op.clone(), rid.to_string(), d.delay, self.op_timeout);
+        let workload = self.workload;
         // Bounded: one request with the client's timeout (and `perform`'s backstop).
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = perform(&*client, &op, &rid, timeout).await;
+            let _ = perform(workload, &*client, &op, &rid, timeout).await;
         });
     }
 }
 
-/// Reads every key in `keys` once (up to `attempts` tries each), spreading them over
-/// `clients`; processes are numbered from `next_process`. Returns (ok, failed) counts.
+/// Reads every key in `keys` once (the workload's final read, up to `attempts` tries each),
+/// spreading them over `clients`; processes are numbered from `next_process`. Returns (ok,
+/// failed) counts.
 pub async fn final_reads(
+    workload: &'static dyn Workload,
     keys: &[String],
     clients: &[Arc<dyn Client>],
     recorder: &Arc<Recorder>,
@@ -236,17 +233,21 @@ pub async fn final_reads(
         let key = key.clone();
         let process = next_process.fetch_add(1, Ordering::Relaxed);
         tasks.push(tokio::spawn(async move {
-            let op = Op {
-                f: F::Read,
-                key: key.clone(),
-                arg: None,
-            };
+            let op = workload.final_read(&key);
+            let f = op.f().name();
             let p = Process::Client(process);
             for attempt in 0..attempts {
-                recorder.record(p, EventType::Invoke, "read", Some(&key), Value::Null);
-                let (kind, v, reason) = perform(&*client, &op, "", timeout).await;
-                recorder.record_with_reason(p, kind, "read", Some(&key), v, reason);
-                if kind == EventType::Ok {
+                recorder.record(
+                    p,
+                    EventType::Invoke,
+                    f,
+                    Some(&key),
+                    workload.invocation_value(&op),
+                );
+                let c = perform(workload, &*client, &op, "", timeout).await;
+                let ok = c.kind == EventType::Ok;
+                recorder.record_with_reason(p, c.kind, f, Some(&key), c.value, c.reason);
+                if ok {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
@@ -268,8 +269,9 @@ pub async fn final_reads(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::BoxFuture;
+    use crate::sut::{BoxFuture, Reply};
     use rand::SeedableRng;
+    use splitbrain_workloads::WorkloadKind;
 
     /// Counts the requests it gets per request id; every write and cas succeeds.
     #[derive(Default)]
@@ -279,33 +281,18 @@ mod tests {
     }
 
     impl Client for CountingClient {
-        fn read<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, Outcome<Option<i64>>> {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            Box::pin(async { Outcome::Ok(None) })
-        }
-        fn write<'a>(&'a self, _k: &'a str, _v: i64, rid: &'a str) -> BoxFuture<'a, Outcome<()>> {
+        fn invoke<'a>(&'a self, op: &'a Op, rid: &'a str) -> BoxFuture<'a, Outcome<Reply>> {
+            if op.is_read() {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                return Box::pin(async { Outcome::Ok(Reply::Value(None)) });
+            }
             *self
                 .sent
                 .lock()
                 .unwrap()
                 .entry(rid.to_string())
                 .or_default() += 1;
-            Box::pin(async { Outcome::Ok(()) })
-        }
-        fn cas<'a>(
-            &'a self,
-            _k: &'a str,
-            _from: i64,
-            _to: i64,
-            rid: &'a str,
-        ) -> BoxFuture<'a, Outcome<()>> {
-            *self
-                .sent
-                .lock()
-                .unwrap()
-                .entry(rid.to_string())
-                .or_default() += 1;
-            Box::pin(async { Outcome::Ok(()) })
+            Box::pin(async { Outcome::Ok(Reply::Done) })
         }
     }
 
@@ -316,16 +303,12 @@ mod tests {
         let recorder =
             Arc::new(Recorder::create(&dir.join("h.jsonl"), Instant::now(), true).unwrap());
         let client = Arc::new(CountingClient::default());
-        let gen = splitbrain_workloads::worker_generators(
-            splitbrain_workloads::WorkloadKind::Kv,
-            1,
-            100,
-            3,
-        )
-        .remove(0);
+        let workload = WorkloadKind::Kv.workload();
+        let gen = workload.generators(1, 100, 3, false).remove(0);
         let worker = Worker {
             index: 0,
             concurrency: 1,
+            workload,
             gen,
             clients: vec![client.clone()],
             retries: 0,

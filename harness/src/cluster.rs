@@ -14,7 +14,7 @@
 //! - Every wait has a deadline.
 
 use crate::net::Network;
-use crate::target::{MemberSpec, MemberStatus, PeerRoute, Target};
+use crate::sut::{MemberSpec, MemberStatus, PeerRoute, Target};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -192,7 +192,8 @@ impl Cluster {
                 log_file: run_dir.join("nodes").join(format!("{id}.log")),
                 cluster_token: cluster_token.to_string(),
                 extra_args: extra_args.to_vec(),
-                seed: splitbrain_workloads::sub_seed(seed, 1000 + i as u64),
+                seed: splitbrain_workloads::seeds::Seeds::new(seed)
+                    .of(splitbrain_workloads::seeds::Stream::Member(i)),
             });
         }
         Ok(Cluster {

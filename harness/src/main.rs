@@ -1,23 +1,10 @@
-//! `splitbrain`: the command-line interface. Thin: parses arguments and calls the library code
-//! in the modules below. Exit codes follow Jepsen: 0 valid, 1 invalid, 2 unknown,
+//! `splitbrain`: the command-line interface. Clap and dispatch only: every subcommand is
+//! `splitbrain::cli::<verb>::run`. Exit codes follow Jepsen: 0 valid, 1 invalid, 2 unknown,
 //! 254 bad arguments or unreadable input, 255 internal error.
 
 use clap::{Parser, Subcommand};
+use splitbrain::cli;
 use std::process::ExitCode;
-
-mod cli;
-// `splitbrain test` (issue 4): targets, networks, cluster, nemesis, clients, store.
-mod client;
-mod cluster;
-mod nemesis;
-mod net;
-mod recorder;
-mod report;
-mod runner;
-mod store;
-mod suite;
-mod summary;
-mod target;
 
 #[derive(Parser)]
 #[command(

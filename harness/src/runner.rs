@@ -1,8 +1,8 @@
 //! One test run, start to end: set up the cluster → start clients and nemesis → run for the
 //! time limit → heal everything → wait for recovery → final reads → stop → check → store.
 //!
-//! [`TestOptions`] holds every option (it is `test.json`); [`run_test`] runs one test and
-//! returns its [`RunOutcome`]. `splitbrain test` and `splitbrain suite` both call it.
+//! A [`TestPlan`] (`crate::plan`) holds every option (it is `test.json`); [`run_test`] runs
+//! one test and returns its [`RunOutcome`]. `splitbrain test` and `splitbrain suite` both call it.
 //!
 //! # Guarantees
 //! - The seed is printed before anything happens and stored in `test.json`; the workers'
@@ -14,178 +14,24 @@
 
 use crate::client::{final_reads, Counters, RateLimiter, Worker};
 use crate::cluster::Cluster;
-use crate::nemesis;
 use crate::net::proxy::ProxyNet;
+use crate::net::NetKind;
 use crate::net::Network;
+pub use crate::plan::TestPlan;
 use crate::recorder::Recorder;
 use crate::store;
 use crate::summary::{self, Stats};
-use crate::target::{self, Client};
+use crate::sut::Client;
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use splitbrain_checker::history::History;
 use splitbrain_checker::{check, CheckOptions, CheckReport, Verdict};
-use splitbrain_workloads::{worker_generators, WorkloadKind};
+use splitbrain_workloads::seeds::Stream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// Every option of a test run: written to `test.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TestOptions {
-    pub name: String,
-    pub target: String,
-    /// `--node-cmd` template of the `cmd` target.
-    #[serde(default)]
-    pub node_cmd: Option<String>,
-    pub net: String,
-    pub nodes: usize,
-    pub time_limit_s: f64,
-    pub workload: WorkloadKind,
-    pub ops_per_key: u64,
-    /// Workers (resolved from `--concurrency`, e.g. `2n` → 10 with 5 nodes).
-    pub concurrency: usize,
-    /// Operations per second across all workers (0: unlimited).
-    pub rate: f64,
-    /// The `--nemesis` list as given.
-    pub nemesis: String,
-    /// One fault timeline per `--nemesis` choice, so faults overlap (Jepsen's combined
-    /// nemesis); false: one fault at a time.
-    #[serde(default)]
-    pub nemesis_overlap: bool,
-    pub nemesis_interval_s: f64,
-    pub recovery_time_s: f64,
-    pub seed: u64,
-    pub results: PathBuf,
-    pub node_args: Vec<String>,
-    /// Client request timeout.
-    pub op_timeout_s: f64,
-    /// Retries of an indefinite write or cas with the same request id (through the next
-    /// member); 0 = Jepsen's behaviour (the op is `info`).
-    #[serde(default)]
-    pub retries: usize,
-    /// Wait before retry `i` of an indefinite write: `retry_backoff_s × i` seconds.
-    #[serde(default)]
-    pub retry_backoff_s: f64,
-    /// Every write writes a value of its own (`--unique-writes`), so that a write applied
-    /// twice is visible (see `splitbrain_workloads::WorkerGen::set_unique_writes`).
-    #[serde(default)]
-    pub unique_writes: bool,
-    /// Probability that an `ok` write or cas is duplicated by the network `retry_backoff_s`
-    /// (at least 0.1 s) later (`--duplicate-writes`; see `client::Duplicate`). 0: never.
-    #[serde(default)]
-    pub duplicate_writes: f64,
-    /// Checker deadline (undecided keys are `unknown`).
-    pub check_timeout_s: f64,
-    /// Show the progress bar and print the summary.
-    #[serde(skip)]
-    pub interactive: bool,
-}
-
-impl TestOptions {
-    /// Validates the options; errors name the flag.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.duplicate_writes) {
-            return Err(format!(
-                "--duplicate-writes {}: expected a probability in 0..=1",
-                self.duplicate_writes
-            ));
-        }
-        if self.nodes == 0 || self.nodes > 15 {
-            return Err(format!("--nodes {}: expected 1..=15", self.nodes));
-        }
-        if !(self.time_limit_s > 0.0) {
-            return Err(format!(
-                "--time-limit {}: must be positive",
-                self.time_limit_s
-            ));
-        }
-        if self.concurrency == 0 {
-            return Err("--concurrency: need at least one worker".into());
-        }
-        if self.rate < 0.0 || !self.rate.is_finite() {
-            return Err(format!("--rate {}: must be ≥ 0", self.rate));
-        }
-        if !(self.nemesis_interval_s > 0.0) {
-            return Err(format!(
-                "--nemesis-interval {}: must be positive",
-                self.nemesis_interval_s
-            ));
-        }
-        if self.recovery_time_s < 0.0 {
-            return Err(format!(
-                "--recovery-time {}: must be ≥ 0",
-                self.recovery_time_s
-            ));
-        }
-        if !(self.retry_backoff_s >= 0.0 && self.retry_backoff_s.is_finite()) {
-            return Err(format!(
-                "--retry-backoff {}: must be ≥ 0",
-                self.retry_backoff_s
-            ));
-        }
-        if !(self.op_timeout_s > 0.0) {
-            return Err(format!(
-                "--op-timeout {}: must be positive",
-                self.op_timeout_s
-            ));
-        }
-        if self.ops_per_key == 0 {
-            return Err("--ops-per-key: must be at least 1".into());
-        }
-        nemesis::parse_nemesis(&self.nemesis).map_err(|e| format!("--nemesis: {e}"))?;
-        target::resolve(&self.target, self.node_cmd.as_deref())?;
-        // etcd dials the peer URLs of its membership, so per-link proxies cannot cut it.
-        let partitions = nemesis::parse_nemesis(&self.nemesis)
-            .unwrap_or_default()
-            .iter()
-            .flatten()
-            .any(|k| matches!(k, nemesis::FaultKind::Partition(_)));
-        if self.target == "etcd" && self.net == "proxy" && partitions {
-            return Err("--target etcd with partitions needs --net netns (root): the proxy network cannot cut etcd's peer links".into());
-        }
-        let delays = nemesis::parse_nemesis(&self.nemesis)
-            .unwrap_or_default()
-            .iter()
-            .flatten()
-            .any(|k| matches!(k, nemesis::FaultKind::Delay));
-        if self.net == "netns" && delays {
-            return Err("--nemesis delay needs --net proxy: the netns network cannot delay packets (tc netem is missing from this kernel)".into());
-        }
-        if !crate::net::NET_NAMES.contains(&self.net.as_str()) {
-            return Err(format!(
-                "--net {:?}: expected one of: {}",
-                self.net,
-                crate::net::NET_NAMES.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn member_ids(&self) -> Vec<String> {
-        (1..=self.nodes).map(|i| format!("n{i}")).collect()
-    }
-
-    /// The nemesis schedule this run will follow.
-    pub fn schedule(&self) -> Vec<nemesis::Planned> {
-        // Validated before: parse cannot fail here; fall back to no faults rather than panic.
-        let choices = nemesis::parse_nemesis(&self.nemesis).unwrap_or_default();
-        let plan = if self.nemesis_overlap {
-            nemesis::plan_overlapping
-        } else {
-            nemesis::plan
-        };
-        plan(
-            &choices,
-            &self.member_ids(),
-            Duration::from_secs_f64(self.time_limit_s),
-            Duration::from_secs_f64(self.nemesis_interval_s),
-            splitbrain_workloads::sub_seed(self.seed, 0),
-        )
-    }
-}
 
 /// What a run produced.
 #[derive(Debug, Clone, Serialize)]
@@ -222,7 +68,7 @@ pub fn say(line: &str) {
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs one test. Prints the seed first; with `interactive`, a progress bar and the summary.
-pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
+pub fn run_test(opts: &TestPlan) -> anyhow::Result<RunOutcome> {
     opts.validate().map_err(crate::cli::exit::BadInput)?;
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
@@ -231,11 +77,9 @@ pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
             .build()
             .context("starting the tokio runtime")
     };
-    if opts.net == "netns" {
+    if opts.net == NetKind::Netns {
         // Every socket of the harness (clients, status) is opened inside the clients' namespace.
-        let shared = target::resolve(&opts.target, opts.node_cmd.as_deref())
-            .map_err(crate::cli::exit::BadInput)?
-            .shares_client_and_peer_port();
+        let shared = opts.sut()?.shares_client_and_peer_port();
         return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
             runtime()?.block_on(run_async(opts, Some(net)))
         });
@@ -244,7 +88,7 @@ pub fn run_test(opts: &TestOptions) -> anyhow::Result<RunOutcome> {
 }
 
 async fn run_async(
-    opts: &TestOptions,
+    opts: &TestPlan,
     prebuilt_net: Option<Arc<dyn Network>>,
 ) -> anyhow::Result<RunOutcome> {
     let t0 = Instant::now();
@@ -268,13 +112,9 @@ async fn run_async(
     }
 
     // Cluster.
-    let target = target::resolve(&opts.target, opts.node_cmd.as_deref())
-        .map_err(crate::cli::exit::BadInput)?;
+    let target = opts.sut()?;
     let ids = opts.member_ids();
-    let token = format!(
-        "sb-{:016x}",
-        splitbrain_workloads::sub_seed(opts.seed, u64::MAX - 1)
-    );
+    let token = format!("sb-{:016x}", opts.seeds().of(Stream::ClusterToken));
     crate::cluster::install_panic_hook();
     // A member that exits during start-up (most often: its port was taken between the choice
     // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
@@ -289,7 +129,7 @@ async fn run_async(
                 ProxyNet::start(
                     &ids,
                     target.shares_client_and_peer_port(),
-                    splitbrain_workloads::sub_seed(opts.seed, u64::MAX),
+                    opts.seeds().of(Stream::ProxyNetwork),
                 )
                 .await?,
             ),
@@ -349,12 +189,13 @@ async fn run_async(
     let op_timeout = Duration::from_secs_f64(opts.op_timeout_s);
     let limiter = Arc::new(RateLimiter::new(opts.rate));
     let counters = Arc::new(Counters::default());
-    let mut gens = worker_generators(opts.workload, opts.concurrency, opts.ops_per_key, opts.seed);
-    if opts.unique_writes {
-        for (w, g) in gens.iter_mut().enumerate() {
-            g.set_unique_writes(w);
-        }
-    }
+    let workload = opts.workload.workload();
+    let gens = workload.generators(
+        opts.concurrency,
+        opts.ops_per_key,
+        opts.seed,
+        opts.unique_writes,
+    );
     let mut clients: Vec<Arc<dyn Client>> = Vec::new();
     for spec in &cluster.specs {
         clients.push(target.client(spec, op_timeout)?);
@@ -369,6 +210,7 @@ async fn run_async(
         let w = Worker {
             index: i,
             concurrency: opts.concurrency,
+            workload,
             gen,
             clients: member_clients.clone(),
             retries: opts.retries,
@@ -380,10 +222,7 @@ async fn run_async(
             duplicate: (opts.duplicate_writes > 0.0).then(|| crate::client::Duplicate {
                 probability: opts.duplicate_writes,
                 delay: Duration::from_secs_f64(opts.retry_backoff_s.max(0.1)),
-                rng: rand::SeedableRng::seed_from_u64(splitbrain_workloads::sub_seed(
-                    opts.seed,
-                    1_000_000 + i as u64,
-                )),
+                rng: rand::SeedableRng::seed_from_u64(opts.seeds().of(Stream::DuplicateNetwork(i))),
             }),
         };
         workers.push(tokio::spawn(w.run(stop_rx.clone())));
@@ -391,7 +230,7 @@ async fn run_async(
 
     // Nemesis and progress.
     let activity = Arc::new(watch::channel(String::new()).0);
-    let nemesis_task = tokio::spawn(nemesis::run(
+    let nemesis_task = tokio::spawn(crate::nemesis::run(
         schedule,
         cluster.clone(),
         recorder.clone(),
@@ -451,7 +290,16 @@ async fn run_async(
         keys.dedup();
         bar.set_message(format!("final reads of {} keys", keys.len()));
         let next_process = AtomicU64::new((opts.concurrency as u64) * 1_000_000);
-        final_reads(&keys, &clients, &recorder, &next_process, op_timeout, 5).await;
+        final_reads(
+            workload,
+            &keys,
+            &clients,
+            &recorder,
+            &next_process,
+            op_timeout,
+            5,
+        )
+        .await;
     }
     let crashed = cluster.crashed();
     cluster.stop_all();

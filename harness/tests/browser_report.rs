@@ -5,10 +5,7 @@
 //!
 //! Without Chromium the test fails when `CI` is set, and is skipped with a message otherwise.
 
-#[path = "fixtures/runs.rs"]
-mod runs;
-#[path = "fixtures/server.rs"]
-mod server;
+use splitbrain::testkit::{runs, serve as server};
 
 use server::Serve;
 use std::path::{Path, PathBuf};
@@ -152,7 +149,7 @@ fn index_and_reports_render_in_headless_chromium() {
     runs::write_valid_run(&root, "register-big", "20261122T100000", BIG, "splitbrain");
     runs::write_invalid_run(&root, "register-bad", "20261122T110000", "etcd");
     runs::write_damaged_run(&root, "crashed", "20261122T120000");
-    let serve = Serve::start(&root);
+    let serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     let browser = Browser::new(exe);
 
     let index = browser.dom(&serve.url("/"));

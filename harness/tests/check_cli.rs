@@ -135,3 +135,142 @@ fn op_the_model_does_not_know_exits_254() {
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(err.contains("line"), "{err}");
 }
+
+/// The non-empty etcd logs of the corpus, in name order.
+fn etcd_logs() -> Vec<PathBuf> {
+    let dir = corpus("jepsen/etcd_000.log").parent().unwrap().to_owned();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "log")
+                && std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn verdicts(stdout: &[u8]) -> Vec<(String, serde_json::Value)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+            (v["file"].as_str().unwrap().to_string(), v["valid"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn many_files_in_parallel_give_the_verdicts_of_one_by_one_in_the_order_given() {
+    let mut files = etcd_logs();
+    assert_eq!(files.len(), 102, "the corpus has 102 non-empty etcd logs");
+    // Not name order: the output must follow the order given, not the order finished.
+    files.reverse();
+    files.swap(3, 70);
+    let args: Vec<&str> = std::iter::once("--json")
+        .chain(files.iter().map(|f| f.to_str().unwrap()))
+        .collect();
+    let o = check(&args);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let together = verdicts(&o.stdout);
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let got: Vec<&String> = together.iter().map(|(f, _)| f).collect();
+    assert_eq!(got, names.iter().collect::<Vec<_>>(), "output order");
+    let mut kinds = std::collections::HashSet::new();
+    for (f, v) in &together {
+        let alone = check(&["--json", f]);
+        let one = verdicts(&alone.stdout);
+        assert_eq!(one.len(), 1, "{f}");
+        assert_eq!(&one[0].1, v, "{f}: alone vs together");
+        kinds.insert(v.to_string());
+    }
+    assert!(kinds.len() >= 2, "both verdicts occur: {kinds:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_check_quietly() {
+    use std::process::Stdio;
+    let files = etcd_logs();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_splitbrain"));
+    cmd.arg("check");
+    // Enough output to fill the pipe many times over.
+    for _ in 0..20 {
+        cmd.args(&files);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.trim().is_empty(), "nothing on stderr: {err}");
+    assert!(o.status.code().is_some(), "exits, not killed by a signal");
+}
+
+#[test]
+fn an_extra_jsonl_field_survives_into_the_counterexample_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("h.jsonl");
+    std::fs::write(
+        &p,
+        [
+            r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"write","value":1,"node":"n1"}"#,
+            r#"{"index":1,"time":2,"process":0,"type":"ok","f":"write","value":1,"node":"n1"}"#,
+            r#"{"index":2,"time":3,"process":"w-1","type":"invoke","f":"read","value":null}"#,
+            r#"{"index":3,"time":4,"process":"w-1","type":"ok","f":"read","value":2,"error":{"why":"stale"}}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let o = check(&["--json", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cx = &v["counterexample"];
+    assert_eq!(cx["op"]["extra"]["error"]["why"], "stale", "{cx}");
+    assert_eq!(cx["op"]["extra"]["process"], "w-1", "{cx}");
+    assert_eq!(cx["prefix"][0]["extra"]["node"], "n1", "{cx}");
+}
+
+#[test]
+fn memory_limit_makes_a_hard_history_unknown_and_bad_sizes_exit_254() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.jsonl");
+    // 16 concurrent writes, then a read of a value none wrote: refuting it needs ~2^16 memo
+    // entries, far more than 64 KiB.
+    let n = 16;
+    let mut lines = Vec::new();
+    for (i, kind) in ["invoke", "ok"].iter().enumerate() {
+        for q in 0..n {
+            lines.push(format!(
+                r#"{{"index":{},"time":0,"process":{q},"type":"{kind}","f":"write","value":{q}}}"#,
+                i * n + q
+            ));
+        }
+    }
+    lines.push(format!(
+        r#"{{"index":{},"time":0,"process":{n},"type":"invoke","f":"read","value":null}}"#,
+        2 * n
+    ));
+    lines.push(format!(
+        r#"{{"index":{},"time":0,"process":{n},"type":"ok","f":"read","value":999}}"#,
+        2 * n + 1
+    ));
+    std::fs::write(&p, lines.join("\n")).unwrap();
+    let o = check(&["--json", "--memory-limit", "64K", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], "unknown");
+    let o = check(&["--memory-limit", "2G", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "refuted with room enough");
+    for bad in ["lots", "0", "12X", "-1G"] {
+        let flag = format!("--memory-limit={bad}");
+        let o = check(&[&flag, p.to_str().unwrap()]);
+        assert_eq!(code(&o), 254, "--memory-limit {bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--memory-limit"), "{err}");
+    }
+}

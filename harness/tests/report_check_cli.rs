@@ -1,7 +1,6 @@
 //! `splitbrain check --report OUT FILE` draws the page for an offline history.
 
-#[path = "fixtures/runs.rs"]
-mod runs;
+use splitbrain::testkit::runs;
 
 use std::process::Command;
 

@@ -1,10 +1,7 @@
 //! `splitbrain serve` over HTTP: the index lists every run (damaged ones marked), filters work,
 //! raw files are served, and nothing outside the results directory is reachable.
 
-#[path = "fixtures/runs.rs"]
-mod runs;
-#[path = "fixtures/server.rs"]
-mod server;
+use splitbrain::testkit::{runs, serve as server};
 
 use server::Serve;
 use std::path::{Path, PathBuf};
@@ -36,7 +33,7 @@ fn store(tmp: &Path) -> PathBuf {
 fn path_traversal_attempts_get_404() {
     let tmp = tempfile::tempdir().unwrap();
     let root = store(tmp.path());
-    let serve = Serve::start(&root);
+    let serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     // A legitimate file is served, so a 404 below means refused, not broken.
     let (status, body) = serve.get("/runs/register-etcd/20261122T110000/history.jsonl");
     assert_eq!(status, 200);
@@ -82,7 +79,7 @@ fn path_traversal_attempts_get_404() {
 fn index_lists_every_run_newest_first_and_marks_the_damaged_one() {
     let tmp = tempfile::tempdir().unwrap();
     let root = store(tmp.path());
-    let serve = Serve::start(&root);
+    let serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     let (status, body) = serve.get("/");
     assert_eq!(status, 200);
     let crashed = body
@@ -125,7 +122,7 @@ fn index_lists_every_run_newest_first_and_marks_the_damaged_one() {
 fn reports_are_rendered_for_runs_without_one_and_compare_shows_two() {
     let tmp = tempfile::tempdir().unwrap();
     let root = store(tmp.path());
-    let serve = Serve::start(&root);
+    let serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     let (status, body) = serve.get("/runs/register-etcd/20261122T110000/report.html");
     assert_eq!(status, 200);
     assert!(body.contains("id=\"counterexample\""));
@@ -148,7 +145,7 @@ fn reports_are_rendered_for_runs_without_one_and_compare_shows_two() {
 fn sigterm_shuts_the_server_down_gracefully() {
     let tmp = tempfile::tempdir().unwrap();
     let root = store(tmp.path());
-    let mut serve = Serve::start(&root);
+    let mut serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     assert_eq!(serve.get("/").0, 200);
     let status = serve
         .terminate(std::time::Duration::from_secs(10))
@@ -160,7 +157,7 @@ fn sigterm_shuts_the_server_down_gracefully() {
 fn other_methods_and_unknown_paths_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let root = store(tmp.path());
-    let serve = Serve::start(&root);
+    let serve = Serve::start(Path::new(env!("CARGO_BIN_EXE_splitbrain")), &root);
     assert_eq!(serve.get("/nope").0, 404);
     assert_eq!(
         serve

@@ -2,11 +2,9 @@
 //! and its `junit.xml` has the JUnit schema's required elements and attributes, with counts and
 //! an exit code that agree with the verdicts.
 
-mod suite_support;
-
+use splitbrain::testkit::junit_schema::check_junit;
 use std::path::Path;
 use std::process::Command;
-use suite_support::junit_schema::check_junit;
 
 fn can_run_etcd_on_netns() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, LimitedListener, MAX_CONNECTIONS};
 use crate::peer::spawn_senders;
 use crate::server::{self, Bugs, Event, LoopConfig};
 
@@ -25,6 +25,8 @@ pub const BUG_NAMES: &[&str] = &[
     "vote-any-log",
     "commit-old-term",
     "no-truncate-check",
+    "no-fsync",
+    "torn-tail-any-damage",
 ];
 
 /// Flags of a node.
@@ -53,10 +55,14 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 50)]
     pub heartbeat: u64,
     /// Take a snapshot and compact the log every N applied entries (0: never).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 1_000)]
     pub snapshot_every: u64,
+    /// At most N entries per AppendEntries message (like etcd's MaxSizePerMsg, in entries).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_append_entries: usize,
     /// Turn on a known bug (repeatable): stale-read, no-dedup, ack-before-commit,
-    /// vote-any-log, commit-old-term, no-truncate-check.
+    /// vote-any-log, commit-old-term, no-truncate-check, no-fsync,
+    /// torn-tail-any-damage.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
     /// Deadline of a client request in ms (waiting for a leader, commit and apply).
@@ -78,6 +84,7 @@ pub struct NodeConfig {
     pub election_ms: (u64, u64),
     pub heartbeat_ms: u64,
     pub snapshot_every: u64,
+    pub max_append_entries: usize,
     pub bugs: Bugs,
     pub request_timeout: Duration,
     pub seed: u64,
@@ -136,11 +143,16 @@ impl NodeArgs {
                 "vote-any-log" => bugs.core.vote_any_log = true,
                 "commit-old-term" => bugs.core.commit_old_term = true,
                 "no-truncate-check" => bugs.core.no_truncate_check = true,
+                "no-fsync" => bugs.no_fsync = true,
+                "torn-tail-any-damage" => bugs.torn_tail_any_damage = true,
                 other => bail!(
                     "--bug {other:?}: unknown; known bugs: {}",
                     BUG_NAMES.join(", ")
                 ),
             }
+        }
+        if self.max_append_entries == 0 {
+            bail!("--max-append-entries must be at least 1");
         }
         if self.request_timeout == 0 {
             bail!("--request-timeout must be > 0 ms");
@@ -154,6 +166,7 @@ impl NodeArgs {
             election_ms: (lo, hi),
             heartbeat_ms: self.heartbeat,
             snapshot_every: self.snapshot_every,
+            max_append_entries: self.max_append_entries,
             bugs,
             request_timeout: Duration::from_millis(self.request_timeout),
             seed: self.seed.unwrap_or_else(rand::random),
@@ -230,6 +243,7 @@ pub async fn serve(
         ),
         heartbeat_ticks: ticks(cfg.heartbeat_ms),
         snapshot_every: cfg.snapshot_every,
+        max_append_entries: cfg.max_append_entries,
         bugs: cfg.bugs.clone(),
     };
     tracing::info!(id = %cfg.id, listen = %listener.local_addr()?, peers = ?cfg.peers, seed = cfg.seed, bugs = ?cfg.bugs, "starting node");
@@ -252,6 +266,7 @@ pub async fn serve(
         let _ = stop_tx.send(());
         r
     });
+    let listener = LimitedListener::new(listener, MAX_CONNECTIONS);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
@@ -261,7 +276,7 @@ pub async fn serve(
         })
         .await
         .context("serving HTTP")?;
-    let _ = loop_handle.send(Event::Shutdown);
+    let _ = loop_handle.send_blocking(Event::Shutdown);
     drop(loop_handle);
     match watcher.await {
         Ok(Ok(r)) => r.context("event loop"),

@@ -5,9 +5,18 @@
 //! - `PUT /kv/{key}` `{"value": v, "request_id": "c3-17"}` → `200 {}`.
 //! - `POST /kv/{key}/cas` `{"from": a, "to": b, "request_id": …}` → `200 {}` or
 //!   `409 {"error":"cas-mismatch","current": v}`.
+//! - `POST /kv/{key}/append` `{"value": v, "request_id": …}` → `200 {}` (an absent key becomes
+//!   `[v]`) or `409 {"error":"not-a-list","current": v}`.
 //! - `GET /status` → [`NodeStatus`].
 //! - `POST /raft/{vote|append|snapshot}` with header [`TOKEN_HEADER`]: a JSON `Message` or array
-//!   of them, each of that route and addressed to this node → `204`. No or wrong token → 401.
+//!   of them, each of that route and addressed to this node → `204`. No or wrong token → 401,
+//!   decided from the head before any of the body is read.
+//!
+//! # Limits
+//! Body limits per route ([`CLIENT_BODY_LIMIT`], [`PEER_BODY_LIMIT`],
+//! [`PEER_SNAPSHOT_BODY_LIMIT`]), a server-side deadline per request ([`request_deadline`]),
+//! at most [`MAX_CONNECTIONS`] connections ([`LimitedListener`]), and a bounded loop queue
+//! (503 `overloaded` when full).
 //!
 //! # Errors
 //! Every error is JSON `{"error", "message", "definite"}`. Definite (`true`): 400 bad request,
@@ -27,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,8 +53,12 @@ use crate::sm::{Command, Outcome, RequestId};
 pub const FORWARDED_HEADER: &str = "x-splitbrain-forwarded";
 /// Largest client request body.
 pub const CLIENT_BODY_LIMIT: usize = 1 << 20;
-/// Largest peer request body (snapshots travel here).
-pub const PEER_BODY_LIMIT: usize = 256 << 20;
+/// Largest body on `/raft/vote` and `/raft/append` (senders cut POSTs at about 4 MiB).
+pub const PEER_BODY_LIMIT: usize = 32 << 20;
+/// Largest body on `/raft/snapshot` (a snapshot travels whole).
+pub const PEER_SNAPSHOT_BODY_LIMIT: usize = 256 << 20;
+/// Server-side deadline of a peer request (reading a snapshot body included).
+pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 1024;
 
@@ -107,15 +120,18 @@ pub fn router(state: Arc<AppState>) -> Router {
     let client = Router::new()
         .route("/kv/{key}", get(get_kv).put(put_kv))
         .route("/kv/{key}/cas", post(cas_kv))
+        .route("/kv/{key}/append", post(append_kv))
         .route("/status", get(status))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
-    let peer = Router::new()
-        .route("/raft/{route}", post(raft_route))
-        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
+    let peer = Router::new().route("/raft/{route}", post(raft_route));
     client
         .merge(peer)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
 }
 
@@ -262,6 +278,7 @@ async fn get_kv(
                 ))
             }
             Err(LoopError::Stopped) => return Err(stopped()),
+            Err(LoopError::Overloaded) => return Err(overloaded()),
         }
     }
 }
@@ -298,6 +315,24 @@ async fn cas_kv(
         key,
         from: obj["from"].clone(),
         to: obj["to"].clone(),
+        request_id: request_id(&obj)?,
+    };
+    write(&st, &headers, &uri, Method::POST, body, cmd).await
+}
+
+async fn append_kv(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    key: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let key = key_of(key)?;
+    let body = body.map_err(body_error)?;
+    let obj = parse_object(&body, &["value"], &["request_id"])?;
+    let cmd = Command::Append {
+        key,
+        value: obj["value"].clone(),
         request_id: request_id(&obj)?,
     };
     write(&st, &headers, &uri, Method::POST, body, cmd).await
@@ -343,6 +378,16 @@ async fn write(
                 })),
             )
                 .into_response()),
+            Ok(Outcome::NotAList { current }) => Ok((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "not-a-list",
+                    "current": current,
+                    "message": "the key holds a value that is not a list; nothing was appended",
+                    "definite": true
+                })),
+            )
+                .into_response()),
             Ok(Outcome::Stale) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "stale-request",
@@ -373,6 +418,7 @@ async fn write(
                 false,
             )),
             Err(LoopError::Stopped) => Err(stopped_indefinite()),
+            Err(LoopError::Overloaded) => Err(overloaded()),
         };
     }
 }
@@ -476,7 +522,19 @@ async fn route_to_leader(
 }
 
 fn send(st: &AppState, ev: Event) -> Result<(), ApiError> {
-    st.handle.send(ev).map_err(|_| stopped())
+    st.handle.send(ev).map_err(|e| match e {
+        LoopError::Overloaded => overloaded(),
+        _ => stopped(),
+    })
+}
+
+fn overloaded() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the node's event queue is full; nothing was done",
+        true,
+    )
 }
 
 fn stopped() -> ApiError {
@@ -523,10 +581,12 @@ enum OneOrMany {
 
 async fn raft_route(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(route): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<StatusCode, ApiError> {
+    // The token and the route are checked from the head alone: nothing of the body is read
+    // for a request that will be refused.
+    let headers = req.headers();
     let ok_token = headers
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -547,7 +607,37 @@ async fn raft_route(
             true,
         ));
     }
-    let body = body.map_err(body_error)?;
+    let limit = if route == "snapshot" {
+        PEER_SNAPSHOT_BODY_LIMIT
+    } else {
+        PEER_BODY_LIMIT
+    };
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("a /raft/{route} body is at most {limit} bytes"),
+            true,
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::bad(format!("reading the body: {e}"))
+            }
+        })?;
     let msgs = match serde_json::from_slice::<OneOrMany>(&body) {
         Ok(OneOrMany::Many(v)) => v,
         Ok(OneOrMany::One(m)) => vec![*m],
@@ -557,6 +647,7 @@ async fn raft_route(
             )))
         }
     };
+    drop(body);
     for m in &msgs {
         if m.body.route() != route {
             return Err(ApiError::bad(format!(
@@ -573,4 +664,144 @@ async fn raft_route(
     }
     send(&st, Event::Messages(msgs))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Server-side deadline of every request (a backstop behind the handlers' own deadlines,
+/// against clients that send their body slowly or never): `503` definite for reads and peer
+/// routes, `504` indefinite for client writes (they may have been proposed).
+pub async fn request_deadline(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_peer = req.uri().path().starts_with("/raft/");
+    let write = !is_peer && req.method() != Method::GET;
+    let limit = if is_peer {
+        PEER_REQUEST_TIMEOUT
+    } else {
+        st.request_timeout + Duration::from_secs(2)
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) if write => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the server's deadline of {limit:?} passed; the write may still apply"),
+            false,
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the server's deadline of {limit:?} passed"),
+            true,
+        )
+        .into_response(),
+    }
+}
+
+/// Open connections a node serves at once; further connections wait in the kernel's accept
+/// backlog until one closes (back-pressure instead of unbounded tasks and buffers).
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// A TCP listener that holds at most `limit` connections open (each accepted stream keeps a
+/// semaphore permit until it is dropped) and turns on `TCP_NODELAY`.
+pub struct LimitedListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl LimitedListener {
+    pub fn new(inner: tokio::net::TcpListener, limit: usize) -> Self {
+        LimitedListener {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+/// An accepted connection and its permit.
+pub struct LimitedStream {
+    io: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((io, addr)) => {
+                    let _ = io.set_nodelay(true);
+                    return (
+                        LimitedStream {
+                            io,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }

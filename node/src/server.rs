@@ -14,17 +14,26 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::peer::Outbox;
 use crate::raft::{self, Entry, Index, Message, NodeId, RawNode, Snapshot, Term};
 use crate::sm::{Command, Outcome, StateMachine};
-use crate::wal::Wal;
+use crate::wal::{Wal, WalOptions};
+
+/// Entry data per AppendEntries (etcd's `MaxSizePerMsg`): one 900 KB value per message,
+/// many small ones.
+pub const MAX_BYTES_PER_MSG: u64 = 1 << 20;
+/// Entry data unacknowledged per follower (etcd's `MaxInflightBytes`).
+pub const MAX_INFLIGHT_BYTES: u64 = 16 << 20;
 
 /// Known bugs on demand (see `node/README.md`).
 #[derive(Clone, Debug, Default)]
@@ -35,6 +44,10 @@ pub struct Bugs {
     pub no_dedup: bool,
     /// `ack-before-commit`: answer a write once it is appended (and synced) on the leader.
     pub ack_before_commit: bool,
+    /// `no-fsync`: write the WAL without `fdatasync`.
+    pub no_fsync: bool,
+    /// `torn-tail-any-damage`: the WAL framing rules before issue 12.
+    pub torn_tail_any_damage: bool,
     pub core: raft::CoreBugs,
 }
 
@@ -48,6 +61,8 @@ pub struct LoopConfig {
     pub election_ticks: (u32, u32),
     pub heartbeat_ticks: u32,
     pub snapshot_every: u64,
+    /// At most this many entries per AppendEntries message.
+    pub max_append_entries: usize,
     pub bugs: Bugs,
 }
 
@@ -61,6 +76,8 @@ pub enum LoopError {
     Dropped(String),
     /// The loop is gone (shutting down or failed).
     Stopped,
+    /// Definite: the loop's queue is full; nothing was queued.
+    Overloaded,
 }
 
 /// A request to the loop.
@@ -92,6 +109,11 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     pub commit: Index,
     pub applied: Index,
+    /// The same as `applied` (the name the harness reads next to `sm_digest`).
+    pub applied_index: Index,
+    /// [`StateMachine::digest`] at `applied_index`: equal on replicas that applied the same
+    /// prefix.
+    pub sm_digest: String,
     pub last_index: Index,
     pub snapshot_index: Index,
     pub peers: Vec<PeerMatch>,
@@ -104,14 +126,46 @@ pub struct PeerMatch {
     pub next_index: Index,
 }
 
-/// The sending side handed to HTTP handlers.
+/// Events queued for the loop before handlers are refused (back-pressure: 503 overloaded).
+pub const EVENT_QUEUE: usize = 8192;
+/// Entry and snapshot data of peer messages queued for the loop before peer requests are
+/// refused.
+pub const MAX_QUEUED_PEER_BYTES: u64 = 256 << 20;
+
+/// The sending side handed to HTTP handlers: a bounded queue of events, plus a byte budget
+/// for the data of queued peer messages.
 #[derive(Clone)]
 pub struct Handle {
-    tx: std_mpsc::Sender<Event>,
+    tx: std_mpsc::SyncSender<Event>,
+    peer_bytes: Arc<AtomicU64>,
 }
 
 impl Handle {
+    /// Queues `ev` without waiting: a full queue is [`LoopError::Overloaded`].
     pub fn send(&self, ev: Event) -> Result<(), LoopError> {
+        if let Event::Messages(msgs) = &ev {
+            let b: u64 = msgs.iter().map(crate::peer::data_bytes).sum();
+            let before = self.peer_bytes.fetch_add(b, Ordering::AcqRel);
+            if before > 0 && before + b > MAX_QUEUED_PEER_BYTES {
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
+                return Err(LoopError::Overloaded);
+            }
+            return self.tx.try_send(ev).map_err(|e| {
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
+                match e {
+                    std_mpsc::TrySendError::Full(_) => LoopError::Overloaded,
+                    std_mpsc::TrySendError::Disconnected(_) => LoopError::Stopped,
+                }
+            });
+        }
+        self.tx.try_send(ev).map_err(|e| match e {
+            std_mpsc::TrySendError::Full(_) => LoopError::Overloaded,
+            std_mpsc::TrySendError::Disconnected(_) => LoopError::Stopped,
+        })
+    }
+
+    /// Queues `ev`, waiting for room (for shutdown, which must get through).
+    pub fn send_blocking(&self, ev: Event) -> Result<(), LoopError> {
         self.tx.send(ev).map_err(|_| LoopError::Stopped)
     }
 }
@@ -139,18 +193,27 @@ struct Loop {
     pending_reads: HashMap<u64, PendingRead>,
     /// Reads confirmed by ReadIndex, waiting for `applied >= index`.
     ready_reads: BTreeMap<Index, Vec<PendingRead>>,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
+    /// `(applied index, digest)` of the last `/status`, so that polling an idle node does
+    /// not rehash its state.
+    digest_cache: Option<(Index, String)>,
+    /// Shared with [`Handle`]: data bytes of queued peer messages.
+    peer_bytes: Arc<AtomicU64>,
 }
 
 /// Opens the data directory, recovers, and starts the loop thread. Returns the handle and the
 /// thread (which ends after [`Event::Shutdown`] or when every handle is dropped).
 pub fn start(
     cfg: LoopConfig,
-    outboxes: HashMap<NodeId, mpsc::Sender<Message>>,
+    outboxes: HashMap<NodeId, Outbox>,
     rng: StdRng,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     use anyhow::Context;
-    let (wal, rec) = Wal::open(&cfg.data_dir)
+    let wal_opts = WalOptions {
+        no_fsync: cfg.bugs.no_fsync,
+        torn_tail_any_damage: cfg.bugs.torn_tail_any_damage,
+    };
+    let (wal, rec) = Wal::open_with(&cfg.data_dir, wal_opts)
         .with_context(|| format!("opening the data directory {}", cfg.data_dir.display()))?;
     let mut sm = StateMachine::new(cfg.bugs.no_dedup);
     let (mut applied, mut applied_term) = (0, 0);
@@ -180,7 +243,9 @@ pub fn start(
         pre_vote: true,
         check_quorum: true,
         max_inflight: 64,
-        max_entries_per_msg: 512,
+        max_entries_per_msg: cfg.max_append_entries,
+        max_bytes_per_msg: MAX_BYTES_PER_MSG,
+        max_inflight_bytes: MAX_INFLIGHT_BYTES,
         bugs: cfg.bugs.core.clone(),
     };
     let hard = rec.hard_state.clone();
@@ -189,7 +254,9 @@ pub fn start(
         snapshot: rec.snapshot,
         entries: rec.entries,
     };
-    let (tx, rx) = std_mpsc::channel();
+    let (tx, rx) = std_mpsc::sync_channel(EVENT_QUEUE);
+    let peer_bytes = Arc::new(AtomicU64::new(0));
+    let loop_peer_bytes = peer_bytes.clone();
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
         .spawn(move || {
@@ -207,10 +274,12 @@ pub fn start(
                 pending_reads: HashMap::new(),
                 ready_reads: BTreeMap::new(),
                 outboxes,
+                digest_cache: None,
+                peer_bytes: loop_peer_bytes,
             };
             lp.run(rx)
         })?;
-    Ok((Handle { tx }, thread))
+    Ok((Handle { tx, peer_bytes }, thread))
 }
 
 fn apply_entry(sm: &mut StateMachine, e: &Entry) -> Option<Outcome> {
@@ -316,12 +385,22 @@ impl Loop {
                 let _ = reply.send(self.sm.read(&key));
             }
             Event::Messages(msgs) => {
+                let b: u64 = msgs.iter().map(crate::peer::data_bytes).sum();
+                self.peer_bytes.fetch_sub(b, Ordering::AcqRel);
                 for m in msgs {
                     self.core.step(m);
                 }
             }
             Event::Status(reply) => {
                 let s = self.core.status();
+                let digest = match &self.digest_cache {
+                    Some((i, d)) if *i == self.applied => d.clone(),
+                    _ => {
+                        let d = self.sm.digest();
+                        self.digest_cache = Some((self.applied, d.clone()));
+                        d
+                    }
+                };
                 let _ = reply.send(NodeStatus {
                     id: s.id,
                     role: s.role,
@@ -329,6 +408,8 @@ impl Loop {
                     leader: s.leader,
                     commit: s.commit,
                     applied: self.applied,
+                    applied_index: self.applied,
+                    sm_digest: digest,
                     last_index: s.last_index,
                     snapshot_index: s.snapshot_index,
                     peers: s
@@ -379,8 +460,8 @@ impl Loop {
             // 3. Messages.
             for m in rd.messages {
                 if let Some(out) = self.outboxes.get(&m.to) {
-                    if out.try_send(m).is_err() {
-                        tracing::debug!("peer outbox full; message dropped");
+                    if let Err(why) = out.try_send(m) {
+                        tracing::debug!(?why, "peer outbox full; message dropped");
                     }
                 }
             }
@@ -430,17 +511,7 @@ impl Loop {
                 }
                 // Checked just above that the waiter exists.
                 let w = self.waiters.remove(&e.index).unwrap();
-                let outcome = match &w.cmd {
-                    Command::Put { .. } => Outcome::Ok,
-                    Command::Cas { key, from, .. } => {
-                        let current = self.sm.read(key);
-                        if &current == from {
-                            Outcome::Ok
-                        } else {
-                            Outcome::CasMismatch { current }
-                        }
-                    }
-                };
+                let outcome = self.sm.judge(&w.cmd);
                 let _ = w.reply.send(Ok(outcome));
             }
         }
@@ -504,6 +575,7 @@ impl Loop {
                 .map_err(|e| anyhow::anyhow!("snapshot from the leader at {}: {e}", snap.index))?;
             self.applied = snap.index;
             self.applied_term = snap.term;
+            self.digest_cache = None;
             // Proposals at or below the snapshot cannot be matched to their outcome.
             while let Some(entry) = self.waiters.first_entry() {
                 if *entry.key() > snap.index {

@@ -61,11 +61,70 @@ async fn three_nodes_elect_a_leader_and_serve_writes_reads_and_cas_through_any_n
     assert_eq!(body["error"], "cas-mismatch");
     assert_eq!(body["current"], json!(10));
     assert_eq!(c.get(leader, "k0").await, (200, json!({"value": 10})));
+    // append through a follower (forwarded like a write), its retry deduplicated.
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("a"), "c1-3").await.0, 200);
+    assert_eq!(c.append(f, "l", json!("b"), "c1-4").await.0, 200);
+    let (st, body) = c.append(f, "k0", json!(1), "c1-5").await;
+    assert_eq!((st, &body["error"]), (409, &json!("not-a-list")), "{body}");
+    for j in 0..3 {
+        assert_eq!(c.get(j, "l").await, (200, json!({"value": ["a", "b"]})));
+    }
     // Status reports the peers' match index on the leader.
     let s = c.status(leader).await.unwrap();
     assert_eq!(s["role"], "leader");
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(2), "{s}");
     assert!(s["applied"].as_u64().unwrap() >= 5, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_after_the_same_writes_report_the_same_sm_digest() {
+    let mut c = Cluster::new(3, FAST);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..20 {
+        let (st, b) = c
+            .put(
+                i % 3,
+                &format!("k{}", i % 7),
+                json!(i),
+                &format!("d{}-{i}", i % 2),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    assert_eq!(c.append(leader, "l", json!(1), "d9-1").await.0, 200);
+    // Wait until all three have applied the leader's commit index; then compare digests.
+    let digests = |want: u64| {
+        let c = &c;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut ds = Vec::new();
+                for i in 0..3 {
+                    let s = c.status(i).await.unwrap_or_default();
+                    if s["applied_index"].as_u64() == Some(want) {
+                        assert_eq!(s["applied"], s["applied_index"], "{s}");
+                        ds.push(s["sm_digest"].as_str().unwrap().to_string());
+                    }
+                }
+                if ds.len() == 3 {
+                    return ds;
+                }
+                assert!(Instant::now() < deadline, "not all applied {want}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let commit = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds = digests(commit).await;
+    assert!(ds.iter().all(|d| d == &ds[0]), "digests differ: {ds:?}");
+    // One more write (a different state): a different digest, again equal everywhere.
+    assert_eq!(c.put(leader, "k0", json!("new"), "d0-99").await.0, 200);
+    let commit2 = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    let ds2 = digests(commit2).await;
+    assert!(ds2.iter().all(|d| d == &ds2[0]), "digests differ: {ds2:?}");
+    assert_ne!(ds2[0], ds[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,6 +193,60 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
     }
     assert_eq!(c.get(old, "c19").await, (200, json!({"value": 19})));
     assert_eq!(c.get(old, "after").await, (200, json!({"value": seq})));
+}
+
+/// Issue 12.2: a follower behind on large values catches up (byte-capped batches, base64
+/// data, heartbeats on a lane of their own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
+    let mut c = Cluster::new(3, &["--request-timeout", "5000"]);
+    c.start_all();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let lagging = (leader + 1) % 3;
+    c.nodes[lagging].kill9();
+    let big = "v".repeat(900_000);
+    for i in 0..100 {
+        let (st, b) = c
+            .put(
+                leader,
+                &format!("big{}", i % 10),
+                json!(format!("{i}{big}")),
+                &format!("g-{i}"),
+            )
+            .await;
+        assert_eq!(
+            st,
+            200,
+            "write {i}: {b}
+{}",
+            c.logs()
+        );
+    }
+    let target = c.status(leader).await.unwrap()["commit"].as_u64().unwrap();
+    c.nodes[lagging].start();
+    let restarted = Instant::now();
+    loop {
+        if let Some(s) = c.status(lagging).await {
+            if s["applied"].as_u64().unwrap_or(0) >= target {
+                break;
+            }
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "the follower did not catch up within 10 s: {:?}\n{}",
+            c.status(lagging).await,
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "caught up {target} entries of 900 KB in {:?}",
+        restarted.elapsed()
+    );
+    let (st, b) = c.get(lagging, "big9").await;
+    assert_eq!(st, 200);
+    assert!(b["value"].as_str().unwrap().starts_with("99v"));
+    assert!(!c.logs().contains("status=413"), "{}", c.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,8 +488,7 @@ async fn a_torn_wal_tail_is_dropped_and_the_node_serves_after_restart() {
             .append(true)
             .open(wal_path(&n.data_dir))
             .unwrap();
-        let mut rec = 200u32.to_le_bytes().to_vec();
-        rec.extend_from_slice(&0xdead_beefu32.to_le_bytes());
+        let mut rec = splitbrain_node::wal::record_header(200, 0xdead_beef).to_vec();
         rec.extend_from_slice(b"partial write");
         f.write_all(&rec).unwrap();
     }
@@ -413,8 +525,10 @@ async fn damage_before_the_wal_tail_stops_the_node_with_file_and_offset() {
         .wait_exit(Duration::from_secs(5))
         .expect("node must refuse to start");
     assert!(!st.success());
+    // The form a harness greps: `refused data: FILE@OFFSET: reason`.
     let log = c.nodes[0].log_text();
-    assert!(log.contains("wal.log") && log.contains("offset"), "{log}");
+    let want = format!("refused data: {}@0: ", p.display());
+    assert!(log.contains(&want), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,4 +599,74 @@ async fn stale_read_bug_serves_reads_without_a_leader() {
             assert_eq!(body["definite"], json!(true));
         }
     }
+}
+
+/// Peak resident memory of a process, from `/proc/PID/status` (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Sends `POST path` with a declared body of `len` bytes, writing as much of it as the node
+/// takes (giving up when it stops reading for 2 s or closes); returns the status line.
+fn post_huge(port: u16, path: &str, token: Option<&str>, len: u64) -> (String, u64) {
+    use std::io::{BufRead, BufReader};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let tok = token.map_or(String::new(), |t| format!("x-splitbrain-token: {t}\r\n"));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{tok}content-length: {len}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'['; 1 << 20];
+    let mut sent = 0u64;
+    while sent < len {
+        match s.write(&chunk[..chunk.len().min((len - sent) as usize)]) {
+            Ok(n) => sent += n as u64,
+            Err(_) => break,
+        }
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line);
+    (line, sent)
+}
+
+/// Issue 12.3: the token is checked before the body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mib_body_without_the_token_is_refused_unread_and_rss_stays_under_100_mib() {
+    let mut c = Cluster::new(1, &[]);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(5)).await;
+    let pid = c.nodes[0].child.as_ref().unwrap().id();
+    let port = c.nodes[0].port;
+    let before = peak_rss_kib(pid);
+    let (line, sent) =
+        tokio::task::spawn_blocking(move || post_huge(port, "/raft/append", None, 200 << 20))
+            .await
+            .unwrap();
+    let after = peak_rss_kib(pid);
+    eprintln!(
+        "status {line:?}; {sent} of {} bytes taken; peak RSS {before} → {after} KiB",
+        200u64 << 20
+    );
+    assert!(line.contains(" 401 "), "{line:?}");
+    assert!(after < 100 * 1024, "peak RSS {after} KiB");
+    assert!(
+        sent < 100 << 20,
+        "the node read {sent} bytes of a refused body"
+    );
+    // With the token, a body over the route's limit is refused from its declared length.
+    let (line, _) = tokio::task::spawn_blocking(move || {
+        post_huge(port, "/raft/append", Some("test-token"), 200 << 20)
+    })
+    .await
+    .unwrap();
+    assert!(line.contains(" 413 "), "{line:?}");
+    assert!(peak_rss_kib(pid) < 100 * 1024);
+    // The node still serves.
+    assert_eq!(c.put(0, "k", json!(1), "r-1").await.0, 200);
 }

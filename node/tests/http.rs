@@ -296,6 +296,74 @@ async fn a_restarted_node_keeps_its_data_and_dedup_state_across_snapshots() {
     );
     let (_, s) = n.req("GET", "/status", None, &[]).await;
     assert!(s["snapshot_index"].as_u64().unwrap() >= 28, "{s}");
+    assert!(s["sm_digest"].as_str().is_some_and(|d| d.len() == 8), "{s}");
+    n.stop().await;
+}
+
+#[tokio::test]
+async fn append_builds_a_list_once_per_request_id_and_refuses_a_non_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path(), &[]).await;
+    let app = |v: i64, rid: &str| format!("{{\"value\":{v},\"request_id\":\"{rid}\"}}");
+    assert_eq!(
+        n.req("POST", "/kv/l/append", Some(&app(1, "c1-1")), &[])
+            .await,
+        (200, json!({}))
+    );
+    assert_eq!(
+        n.req("GET", "/kv/l", None, &[]).await,
+        (200, json!({"value": [1]}))
+    );
+    assert_eq!(
+        n.req("POST", "/kv/l/append", Some(&app(2, "c1-2")), &[])
+            .await
+            .0,
+        200
+    );
+    // A retry of c1-2 is answered 200 and not applied again.
+    assert_eq!(
+        n.req("POST", "/kv/l/append", Some(&app(2, "c1-2")), &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        n.req("POST", "/kv/l/append", Some("{\"value\":\"x\"}"), &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        n.req("GET", "/kv/l", None, &[]).await.1,
+        json!({"value": [1, 2, "x"]})
+    );
+    // A key holding a non-list: 409 not-a-list, definite, nothing changed.
+    assert_eq!(
+        n.req("PUT", "/kv/s", Some("{\"value\":7}"), &[]).await.0,
+        200
+    );
+    let (st, b) = n
+        .req("POST", "/kv/s/append", Some(&app(3, "c2-1")), &[])
+        .await;
+    assert_eq!(st, 409, "{b}");
+    assert_eq!(b["error"], "not-a-list", "{b}");
+    assert_eq!(b["definite"], json!(true), "{b}");
+    assert!(b["message"].is_string(), "{b}");
+    assert_eq!(n.req("GET", "/kv/s", None, &[]).await.1["value"], json!(7));
+    // Bad input is refused like PUT's.
+    let (st, b) = n.req("POST", "/kv/l/append", Some("{}"), &[]).await;
+    assert_json_error(st, &b, 400, "append without value");
+    let (st, b) = n
+        .req(
+            "POST",
+            "/kv/l/append",
+            Some("{\"value\":1,\"from\":2}"),
+            &[],
+        )
+        .await;
+    assert_json_error(st, &b, 400, "append with an unknown field");
+    let (st, b) = n.req("GET", "/kv/l/append", None, &[]).await;
+    assert_json_error(st, &b, 405, "GET on append");
     n.stop().await;
 }
 
@@ -309,6 +377,7 @@ fn bad_flags_are_refused_naming_the_flag() {
         (&["--election-timeout", "abc"], "--election-timeout"),
         (&["--heartbeat", "500"], "--heartbeat"),
         (&["--bug", "nonsense"], "--bug"),
+        (&["--max-append-entries", "0"], "--max-append-entries"),
     ];
     for (extra, flag) in bad {
         let mut argv = vec!["node", "--id", "n1", "--data-dir", "/tmp/x"];

@@ -95,6 +95,8 @@ impl RaftModel {
             check_quorum: false,
             max_inflight: 2,
             max_entries_per_msg: 2,
+            max_bytes_per_msg: u64::MAX,
+            max_inflight_bytes: u64::MAX,
             bugs: self.bugs.clone(),
         }
     }

@@ -45,6 +45,10 @@ struct SimParams {
     snapshot_every: u64,
     max_entries_per_msg: usize,
     max_inflight: usize,
+    /// Byte caps (drawn from an RNG of their own so the other parameters of a seed stay as
+    /// they were before byte-based flow control).
+    max_bytes_per_msg: u64,
+    max_inflight_bytes: u64,
     pre_vote: bool,
     check_quorum: bool,
     bugs: CoreBugs,
@@ -53,6 +57,7 @@ struct SimParams {
 impl SimParams {
     fn from_seed(seed: u64, bugs: CoreBugs) -> Self {
         let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_5eed);
+        let mut rb = StdRng::seed_from_u64(seed ^ 0xb17e_5b17);
         SimParams {
             nodes: if r.gen_bool(0.5) { 3 } else { 5 },
             chaos_ticks: 300,
@@ -68,6 +73,8 @@ impl SimParams {
             snapshot_every: [0, 4, 15][r.gen_range(0..3)],
             max_entries_per_msg: [1, 3, 64][r.gen_range(0..3)],
             max_inflight: [1, 4][r.gen_range(0..2)],
+            max_bytes_per_msg: [u64::MAX, 1, 12][rb.gen_range(0..3)],
+            max_inflight_bytes: [u64::MAX, 1, 30][rb.gen_range(0..3)],
             pre_vote: r.gen_bool(0.75),
             check_quorum: r.gen_bool(0.75),
             bugs,
@@ -110,6 +117,8 @@ impl Sim {
                 let mut cfg = config(id, &ids, p.bugs.clone());
                 cfg.max_entries_per_msg = p.max_entries_per_msg;
                 cfg.max_inflight = p.max_inflight;
+                cfg.max_bytes_per_msg = p.max_bytes_per_msg;
+                cfg.max_inflight_bytes = p.max_inflight_bytes;
                 cfg.pre_vote = p.pre_vote;
                 cfg.check_quorum = p.check_quorum;
                 let mut n = SimNode::new(cfg, rng.gen());

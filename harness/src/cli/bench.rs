@@ -16,9 +16,10 @@
 //! first target's. `--json` prints the same as JSON. Member data and logs go to
 //! `<results>/bench/<time>/<target>/`.
 
+use crate::cli::exit::BadInput;
 use crate::cluster::Cluster;
-use crate::net::{Link, MemberAddrs, Network};
-use crate::target::{self, Client, Outcome};
+use crate::net::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
+use crate::sut::{Client, Outcome, TargetKind};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,12 +122,18 @@ impl Network for DirectNet {
             .cloned()
             .with_context(|| format!("no member {id}"))
     }
+}
+
+impl LinkControl for DirectNet {
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
         anyhow::ensure!(cuts.is_empty(), "the bench network cannot cut links");
         Ok(())
     }
     fn cuts(&self) -> BTreeSet<Link> {
         BTreeSet::new()
+    }
+    fn set_faults(&self, _link: &Link, _faults: LinkFaults) -> anyhow::Result<()> {
+        anyhow::bail!("the bench network cannot delay or drop")
     }
 }
 
@@ -223,12 +230,36 @@ async fn throughput(clients: &[Arc<dyn Client>], n: usize, dur: Duration) -> f64
     ok.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// The plan of benchmarking target `name`, built and validated as `splitbrain test` builds
+/// its own: no faults, `--nodes` members. Only built-in targets (not `cmd`).
+fn bench_plan(name: &str, args: &Args) -> Result<crate::plan::TestPlan, BadInput> {
+    let kind = TargetKind::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = TargetKind::ALL.iter().map(|k| k.name()).collect();
+        BadInput(format!(
+            "--target {name:?}: expected one of: {}",
+            names.join(", ")
+        ))
+    })?;
+    if !kind.builtin() {
+        return Err(BadInput(format!(
+            "--target {name} is not supported by bench"
+        )));
+    }
+    let mut a = crate::plan::PlanArgs::defaults();
+    a.target = kind;
+    a.nodes = args.nodes;
+    a.nemesis = "none".parse().map_err(BadInput)?;
+    a.seed = Some(1);
+    a.results = args.results.clone();
+    a.plan(0)
+}
+
 async fn bench_target(
     name: &str,
     args: &Args,
     dir: &std::path::Path,
 ) -> anyhow::Result<TargetBench> {
-    let target = target::resolve(name, None).map_err(crate::cli::exit::BadInput)?;
+    let target = bench_plan(name, args)?.sut()?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
     let net: Arc<dyn Network> =
         Arc::new(DirectNet::new(&ids, target.shares_client_and_peer_port())?);
@@ -387,13 +418,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(crate::cli::exit::BadInput("--target: name at least one target".into()).into());
     }
     for n in &names {
-        if n == "cmd" {
-            return Err(crate::cli::exit::BadInput(
-                "--target cmd is not supported by bench".into(),
-            )
-            .into());
-        }
-        target::resolve(n, None).map_err(crate::cli::exit::BadInput)?;
+        bench_plan(n, &args)?;
     }
     if args.duration.is_nan() || args.duration <= 0.0 || args.nodes == 0 {
         return Err(

@@ -4,10 +4,12 @@
 //! Exit code: 0 all valid, 1 any invalid, 2 any unknown or crashed. See `crate::suite`.
 
 use crate::cli::exit::BadInput;
-use crate::runner::{run_test, RunOutcome, TestOptions, INTERRUPTED};
+use crate::net::NetKind;
+use crate::plan::{PlanArgs, TestPlan};
+use crate::runner::{run_test, RunOutcome, INTERRUPTED};
 use crate::suite::{self, RunResult, RunSpec, RunStatus, Runner, SuiteFile};
+use crate::sut::TargetKind;
 use splitbrain_checker::Verdict;
-use splitbrain_workloads::WorkloadKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,41 +28,44 @@ pub struct Args {
 pub struct TestRunner;
 
 impl TestRunner {
-    /// The options of `splitbrain test` for one cell.
-    pub fn options(spec: &RunSpec, results: &Path) -> Result<TestOptions, String> {
-        let workload = WorkloadKind::parse(&spec.workload).map_err(|e| format!("workload: {e}"))?;
-        let concurrency = crate::cli::test::parse_concurrency(
-            spec.concurrency.as_deref().unwrap_or("2n"),
-            spec.nodes,
-        )?;
-        let opts = TestOptions {
-            name: spec.name.clone(),
-            target: spec.target.clone(),
-            node_cmd: None,
-            net: spec.net.clone(),
-            nodes: spec.nodes,
-            time_limit_s: spec.time_limit,
-            workload,
-            ops_per_key: 100,
-            concurrency,
-            rate: spec.rate.unwrap_or(100.0),
-            nemesis: spec.nemesis.clone(),
-            nemesis_interval_s: spec.nemesis_interval.unwrap_or(5.0),
-            recovery_time_s: spec.recovery_time.unwrap_or(5.0),
-            seed: spec.seed,
-            results: results.to_path_buf(),
-            node_args: vec![],
-            op_timeout_s: 3.0,
-            nemesis_overlap: false,
-            retries: 0,
-            retry_backoff_s: 0.0,
-            unique_writes: false,
-            duplicate_writes: 0.0,
-            check_timeout_s: 120.0,
-            interactive: false,
-        };
-        opts.validate()?;
-        Ok(opts)
+    /// The plan of one cell: `splitbrain test`'s defaults with the cell's values, built and
+    /// validated by the same `PlanArgs::plan` as `splitbrain test`.
+    pub fn options(spec: &RunSpec, results: &Path) -> Result<TestPlan, String> {
+        let mut a = PlanArgs::defaults();
+        a.target = TargetKind::parse(&spec.target)
+            .ok_or_else(|| format!("target: unknown target {:?}", spec.target))?;
+        a.net = <NetKind as clap::ValueEnum>::from_str(&spec.net, false)
+            .map_err(|_| format!("nets: unknown network {:?}", spec.net))?;
+        a.workload = spec
+            .workload
+            .parse()
+            .map_err(|e| format!("workload: {e}"))?;
+        a.nemesis = spec
+            .nemesis
+            .parse()
+            .map_err(|e| format!("--nemesis: {e}"))?;
+        a.name = Some(spec.name.clone());
+        a.nodes = spec.nodes;
+        a.time_limit = spec.time_limit;
+        if let Some(c) = &spec.concurrency {
+            a.concurrency = c.clone();
+        }
+        if let Some(r) = spec.rate {
+            a.rate = r;
+        }
+        if let Some(i) = spec.nemesis_interval {
+            a.nemesis_interval = i;
+        }
+        if let Some(r) = spec.recovery_time {
+            a.recovery_time = r;
+        }
+        a.seed = Some(spec.seed);
+        a.results = results.to_path_buf();
+        // Suites never retry (no backoff to wait).
+        a.retry_backoff = 0.0;
+        let mut plan = a.plan(0).map_err(|e| e.0)?;
+        plan.interactive = false;
+        Ok(plan)
     }
 
     /// What the suite keeps of a finished run.
@@ -113,7 +118,8 @@ impl Runner for TestRunner {
             Err(e) => return RunResult::crashed(format!("bad options: {e}"), 0.0),
         };
         // A panic inside one run must not end the suite.
-        match std::panic::catch_unwind(|| run_test(&opts)) {
+        // The plan is only read by the run and dropped after a panic.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_test(&opts))) {
             Ok(Ok(o)) => Self::result(spec, &o),
             Ok(Err(e)) => RunResult::crashed(format!("{e:#}"), t0.elapsed().as_secs_f64()),
             Err(_) => RunResult::crashed("the run panicked", t0.elapsed().as_secs_f64()),

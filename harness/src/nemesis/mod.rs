@@ -1,18 +1,26 @@
 //! The nemesis: faults on a seeded schedule.
 //!
-//! `--nemesis` names a list of fault *choices* (`kill`, `pause`, `partition`, one partition kind,
-//! `all` = `kill,pause,partition`, `none`). The schedule ([`plan`]) is a pure function of the
-//! seed, the members, the time limit and the interval: rest, start a fault, hold it for the
-//! interval, stop it, rest, repeat, with rests drawn between ½ and 1½ intervals. Each fault
-//! picks a choice uniformly, then (for `partition`) one of the five partition kinds, then its
-//! targets. One fault is active at a time. The only choice made at run time is the leader for
+//! `--nemesis` names a list of fault *choices* (a fault kind such as `kill` or `isolate-one`,
+//! the group `partition` = its five partition kinds, `all` = every kind marked for it, `none`).
+//! The schedule ([`plan`]) is a pure function of the seed, the members, the time limit and the
+//! interval: rest, start a fault, hold it for the interval, stop it, rest, repeat, with rests
+//! drawn between ½ and 1½ intervals. Each fault picks a choice uniformly, then one kind of the
+//! choice, then (the kind's [`FaultKind::plan`]) its targets. One fault is active at a time
+//! (per timeline, see [`plan_overlapping`]). The only choice made at run time is the leader for
 //! `isolate-leader` (asked from `/status`); its planned fallback node is used if no leader is
 //! known, and the history says which.
 //!
 //! Every start and stop is an event of process `"nemesis"` in the history (`start-kill`,
-//! `stop-kill`, `start-pause`, `stop-pause`, `start-partition`, `stop-partition`) whose value
-//! says what was done (`nodes`, `groups`, `cuts`). When the run ends or is interrupted the
-//! active fault is stopped (and recorded) before the final phase.
+//! `stop-kill`, `start-pause`, `stop-pause`, `start-partition`, `stop-partition`, …: the fault's
+//! [`Fault::family`]) whose value says what was done (`nodes`, `groups`, `cuts`). When the run
+//! ends or is interrupted the active fault is stopped (and recorded) before the final phase.
+//!
+//! # Adding a fault kind
+//! Write its file (a [`FaultKind`] that plans a [`Fault`], which starts and stops itself on the
+//! [`Cluster`]: its processes and its network's [`crate::net::LinkControl`]), declare what it
+//! [`Needs`] from the network, and add one line to [`REGISTRY`]. Which networks and targets can
+//! run it follows from the needs (`crate::net::NetKind::supports`,
+//! `crate::sut::TargetKind::peer_links_proxyable`).
 //!
 //! # Layout
 //! - [`kill`]: SIGKILL members, restart them on the same data dir.
@@ -27,6 +35,7 @@ pub mod pause;
 
 use crate::cluster::Cluster;
 use crate::recorder::Recorder;
+pub use crate::sut::BoxFuture;
 use partition::PartitionKind;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -37,136 +46,269 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// One kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultKind {
-    Kill,
-    Pause,
-    Delay,
-    Partition(PartitionKind),
+/// Every fault kind, in the order of `--nemesis` help. Adding a kind: one line here.
+pub const REGISTRY: &[Kind] = &[
+    &kill::KillKind,
+    &pause::PauseKind,
+    &delay::DelayKind,
+    &PartitionKind::PartitionHalves,
+    &PartitionKind::IsolateOne,
+    &PartitionKind::IsolateLeader,
+    &PartitionKind::MajoritiesRing,
+    &PartitionKind::Bridge,
+];
+
+/// What a fault kind needs from the network between members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// Cutting directed peer links ([`crate::net::LinkControl::set_cuts`]).
+    pub link_cuts: bool,
+    /// Delaying peer links ([`crate::net::LinkFaults::delay`]).
+    pub link_delay: bool,
+    /// Dropping on peer links ([`crate::net::LinkFaults::loss`]).
+    pub link_loss: bool,
 }
 
-/// The `--nemesis` names, for help and errors.
-pub const NEMESIS_NAMES: &[&str] = &[
-    "none",
-    "kill",
-    "pause",
-    "delay",
-    "partition",
-    "partition-halves",
-    "isolate-one",
-    "isolate-leader",
-    "majorities-ring",
-    "bridge",
-    "all",
-];
+impl Needs {
+    /// True if it needs anything of the peer links.
+    pub fn peer_links(self) -> bool {
+        self.link_cuts || self.link_delay || self.link_loss
+    }
+
+    /// True if everything `self` needs is in `offered`.
+    pub fn met_by(self, offered: Needs) -> bool {
+        (!self.link_cuts || offered.link_cuts)
+            && (!self.link_delay || offered.link_delay)
+            && (!self.link_loss || offered.link_loss)
+    }
+}
+
+/// A kind of fault (one file each, listed in [`REGISTRY`]).
+pub trait FaultKind: Send + Sync + 'static {
+    /// Its `--nemesis` name.
+    fn name(&self) -> &'static str;
+    /// A group name that chooses it too (`partition`), if any.
+    fn group(&self) -> Option<&'static str> {
+        None
+    }
+    /// Part of `--nemesis all`.
+    fn in_all(&self) -> bool;
+    /// What it needs from the network.
+    fn needs(&self) -> Needs;
+    /// Plans one fault over `nodes`, drawing its targets from `rng`.
+    fn plan(&self, nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault>;
+}
+
+/// A fault kind from the registry.
+pub type Kind = &'static dyn FaultKind;
+
+impl PartialEq for dyn FaultKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl std::fmt::Debug for dyn FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One planned fault with its targets.
+pub trait Fault: Send + Sync + std::fmt::Debug {
+    /// `kill`, `pause`, `delay`, `partition`: the suffix of the history's `start-…`/`stop-…`.
+    fn family(&self) -> &'static str;
+    /// Its fields (targets, parameters) as a JSON object, without `fault`.
+    fn fields(&self) -> Value;
+    /// A short label for progress output.
+    fn label(&self) -> String;
+    /// Starts it; says what was actually done (isolate-leader re-aims at the leader).
+    fn start<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Started>;
+    /// Stops it (restart, resume, heal its links).
+    fn stop(&self, cluster: &Cluster) -> anyhow::Result<()>;
+
+    /// `{"fault": family, …fields}`: the schedule's and the history's description.
+    fn describe(&self) -> Value {
+        let mut v = self.fields();
+        if !v.is_object() {
+            v = json!({});
+        }
+        v["fault"] = json!(self.family());
+        v
+    }
+}
+
+/// A fault as started.
+pub struct Started {
+    /// What was done (equal to the plan except for isolate-leader's re-aimed target).
+    pub fault: Arc<dyn Fault>,
+    pub error: Option<String>,
+    /// For isolate-leader: whether the leader was known or the planned fallback was used.
+    pub note: Option<String>,
+}
+
+/// The [`Started`] of `fault` after `res`.
+pub fn started<F: Fault + Clone + 'static>(
+    fault: &F,
+    res: anyhow::Result<()>,
+    note: Option<String>,
+) -> Started {
+    Started {
+        fault: Arc::new(fault.clone()),
+        error: res.err().map(|e| format!("{e:#}")),
+        note,
+    }
+}
+
+impl Started {
+    pub fn describe(&self) -> Value {
+        let mut v = self.fault.describe();
+        if let Some(e) = &self.error {
+            v["error"] = json!(e);
+        }
+        if let Some(n) = &self.note {
+            v["note"] = json!(n);
+        }
+        v
+    }
+}
+
+/// The fault kind named `name`, from the registry.
+pub fn kind(name: &str) -> Option<Kind> {
+    REGISTRY.iter().copied().find(|k| k.name() == name)
+}
+
+/// The `--nemesis` names, for help and errors: `none`, each group before its first kind,
+/// every kind, `all`.
+pub fn nemesis_names() -> Vec<&'static str> {
+    let mut out = vec!["none"];
+    for k in REGISTRY {
+        if let Some(g) = k.group() {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out.push(k.name());
+    }
+    out.push("all");
+    out
+}
 
 /// Parses `--nemesis` (a comma list) into choices; each choice is a set of kinds, one of which
 /// is picked when the choice is. An empty result means no faults.
-pub fn parse_nemesis(list: &str) -> Result<Vec<Vec<FaultKind>>, String> {
-    let mut choices: Vec<Vec<FaultKind>> = Vec::new();
-    let mut add = |c: Vec<FaultKind>| {
+pub fn parse_nemesis(list: &str) -> Result<Vec<Vec<Kind>>, String> {
+    let mut choices: Vec<Vec<Kind>> = Vec::new();
+    let mut add = |c: Vec<Kind>| {
         if !choices.contains(&c) {
             choices.push(c);
         }
     };
+    let group = |g: &str| -> Vec<Kind> {
+        REGISTRY
+            .iter()
+            .copied()
+            .filter(|k| k.group() == Some(g))
+            .collect()
+    };
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match name {
-            "none" => {}
-            "kill" => add(vec![FaultKind::Kill]),
-            "pause" => add(vec![FaultKind::Pause]),
-            "delay" => add(vec![FaultKind::Delay]),
-            "partition" => add(PartitionKind::ALL
-                .iter()
-                .map(|k| FaultKind::Partition(*k))
-                .collect()),
-            "all" => {
-                add(vec![FaultKind::Kill]);
-                add(vec![FaultKind::Pause]);
-                add(PartitionKind::ALL
-                    .iter()
-                    .map(|k| FaultKind::Partition(*k))
-                    .collect());
+        if name == "none" {
+            continue;
+        }
+        if name == "all" {
+            for k in REGISTRY.iter().copied().filter(|k| k.in_all()) {
+                add(match k.group() {
+                    Some(g) => group(g),
+                    None => vec![k],
+                });
             }
-            other => match PartitionKind::parse(other) {
-                Some(k) => add(vec![FaultKind::Partition(k)]),
-                None => {
-                    return Err(format!(
-                        "unknown nemesis {other:?}; expected a comma list of: {}",
-                        NEMESIS_NAMES.join(", ")
-                    ))
-                }
-            },
+            continue;
+        }
+        let g = group(name);
+        if !g.is_empty() {
+            add(g);
+            continue;
+        }
+        match kind(name) {
+            Some(k) => add(vec![k]),
+            None => {
+                return Err(format!(
+                    "unknown nemesis {name:?}; expected a comma list of: {}",
+                    nemesis_names().join(", ")
+                ))
+            }
         }
     }
     Ok(choices)
 }
 
-/// A fault with its targets, as planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "fault", rename_all = "kebab-case")]
-pub enum Fault {
-    Kill {
-        nodes: Vec<String>,
-    },
-    Pause {
-        nodes: Vec<String>,
-    },
-    /// Every peer link delays each chunk by `delay_ms` plus up to `jitter_ms` (so messages
-    /// can overtake each other).
-    Delay {
-        delay_ms: u64,
-        jitter_ms: u64,
-    },
-    Partition(partition::Partition),
+/// A parsed `--nemesis` list: the text as given (stored in `test.json`) and its choices.
+#[derive(Debug, Clone)]
+pub struct NemesisList {
+    pub text: String,
+    pub choices: Vec<Vec<Kind>>,
 }
 
-impl Fault {
-    /// `kill`, `pause` or `partition`: the suffix of the history's `start-…`/`stop-…`.
-    pub fn family(&self) -> &'static str {
-        match self {
-            Fault::Kill { .. } => "kill",
-            Fault::Pause { .. } => "pause",
-            Fault::Delay { .. } => "delay",
-            Fault::Partition(_) => "partition",
-        }
+impl NemesisList {
+    /// Every kind any choice may pick.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.choices.iter().flatten().copied()
     }
+}
 
-    /// A short label for progress output.
-    pub fn label(&self) -> String {
-        match self {
-            Fault::Kill { nodes } => format!("kill {}", nodes.join(",")),
-            Fault::Pause { nodes } => format!("pause {}", nodes.join(",")),
-            Fault::Delay {
-                delay_ms,
-                jitter_ms,
-            } => format!("delay {delay_ms}+{jitter_ms} ms"),
-            Fault::Partition(p) => p.label(),
-        }
+impl std::str::FromStr for NemesisList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(NemesisList {
+            text: s.to_string(),
+            choices: parse_nemesis(s)?,
+        })
+    }
+}
+
+impl Serialize for NemesisList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
 /// One planned fault: started at `start`, stopped at `stop` (since the test started).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Planned {
     /// Which timeline runs it: always 0 one fault at a time; with `--nemesis-overlap`, one
     /// timeline per choice of `--nemesis`, so faults of different choices overlap.
     pub timeline: usize,
-    #[serde(serialize_with = "ser_secs")]
     pub start: Duration,
-    #[serde(serialize_with = "ser_secs")]
     pub stop: Duration,
-    #[serde(flatten)]
-    pub fault: Fault,
+    pub fault: Arc<dyn Fault>,
 }
 
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+impl Planned {
+    /// As in `test.json` and `--dry-run`: the fault's description with `timeline`, and `start`
+    /// and `stop` in seconds (to the millisecond).
+    pub fn to_json(&self) -> Value {
+        let secs = |d: Duration| json!((d.as_secs_f64() * 1000.0).round() / 1000.0);
+        let mut v = self.fault.describe();
+        v["timeline"] = json!(self.timeline);
+        v["start"] = secs(self.start);
+        v["stop"] = secs(self.stop);
+        v
+    }
+}
+
+impl PartialEq for Planned {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_json() == other.to_json()
+    }
+}
+
+impl Serialize for Planned {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
 }
 
 /// A minority of the members (at least one, at most `(n-1)/2`), chosen at random.
-fn random_minority(nodes: &[String], rng: &mut StdRng) -> Vec<String> {
+pub fn random_minority(nodes: &[String], rng: &mut StdRng) -> Vec<String> {
     let max = ((nodes.len().saturating_sub(1)) / 2).max(1);
     let k = rng.gen_range(1..=max);
     let mut v: Vec<String> = nodes.choose_multiple(rng, k).cloned().collect();
@@ -176,7 +318,7 @@ fn random_minority(nodes: &[String], rng: &mut StdRng) -> Vec<String> {
 
 /// The schedule of faults: a pure function of its arguments (see the module docs).
 pub fn plan(
-    choices: &[Vec<FaultKind>],
+    choices: &[Vec<Kind>],
     nodes: &[String],
     time_limit: Duration,
     interval: Duration,
@@ -191,21 +333,7 @@ pub fn plan(
     while t + interval <= time_limit {
         let choice = &choices[rng.gen_range(0..choices.len())];
         let kind = choice[rng.gen_range(0..choice.len())];
-        let fault = match kind {
-            FaultKind::Kill => Fault::Kill {
-                nodes: random_minority(nodes, &mut rng),
-            },
-            FaultKind::Pause => Fault::Pause {
-                nodes: random_minority(nodes, &mut rng),
-            },
-            FaultKind::Delay => Fault::Delay {
-                delay_ms: rng.gen_range(50..=200),
-                jitter_ms: rng.gen_range(300..=1000),
-            },
-            FaultKind::Partition(k) => {
-                Fault::Partition(partition::Partition::plan(k, nodes, &mut rng))
-            }
-        };
+        let fault = kind.plan(nodes, &mut rng);
         out.push(Planned {
             timeline: 0,
             start: t,
@@ -219,9 +347,10 @@ pub fn plan(
 
 /// The schedule with one independent timeline per choice (Jepsen's combined nemesis: a kill
 /// may happen while a partition holds). Timeline `i` is `plan(&[choices[i]], …)` with its own
-/// sub-seed; the result is ordered by start time.
+/// seed ([`splitbrain_workloads::seeds::nemesis_timeline`]); the result is ordered by start
+/// time.
 pub fn plan_overlapping(
-    choices: &[Vec<FaultKind>],
+    choices: &[Vec<Kind>],
     nodes: &[String],
     time_limit: Duration,
     interval: Duration,
@@ -229,7 +358,7 @@ pub fn plan_overlapping(
 ) -> Vec<Planned> {
     let mut out: Vec<Planned> = Vec::new();
     for (i, c) in choices.iter().enumerate() {
-        let sub = splitbrain_workloads::sub_seed(seed, i as u64 + 1);
+        let sub = splitbrain_workloads::seeds::nemesis_timeline(seed, i);
         out.extend(
             plan(std::slice::from_ref(c), nodes, time_limit, interval, sub)
                 .into_iter()
@@ -302,11 +431,11 @@ async fn run_timeline(
         if !sleep_until(start + p.start, &mut stop).await {
             break;
         }
-        let applied = apply(&p.fault, &cluster).await;
+        let applied = p.fault.start(&cluster).await;
         recorder.nemesis(&format!("start-{}", p.fault.family()), applied.describe());
-        show(&activity, &active, timeline, Some(applied.label()));
+        show(&activity, &active, timeline, Some(applied.fault.label()));
         let interrupted = !sleep_until(start + p.stop, &mut stop).await;
-        let undo = applied.undo(&cluster);
+        let undo = applied.fault.stop(&cluster);
         let mut stop_value = applied.describe();
         if let Err(e) = undo {
             stop_value["error"] = json!(format!("{e:#}"));
@@ -327,70 +456,6 @@ async fn sleep_until(at: std::time::Instant, stop: &mut watch::Receiver<bool>) -
     tokio::select! {
         _ = tokio::time::sleep_until(at.into()) => !*stop.borrow(),
         _ = async { while stop.changed().await.is_ok() { if *stop.borrow() { return; } } std::future::pending::<()>().await } => false,
-    }
-}
-
-/// A fault as actually applied.
-pub struct Applied {
-    pub fault: Fault,
-    pub error: Option<String>,
-    /// For isolate-leader: whether the leader was known or the planned fallback was used.
-    pub note: Option<String>,
-}
-
-impl Applied {
-    pub fn describe(&self) -> Value {
-        let mut v = serde_json::to_value(&self.fault).unwrap_or(Value::Null);
-        if let Some(e) = &self.error {
-            v["error"] = json!(e);
-        }
-        if let Some(n) = &self.note {
-            v["note"] = json!(n);
-        }
-        v
-    }
-
-    pub fn label(&self) -> String {
-        self.fault.label()
-    }
-
-    pub fn undo(&self, cluster: &Cluster) -> anyhow::Result<()> {
-        match &self.fault {
-            Fault::Kill { nodes } => kill::stop(cluster, nodes),
-            Fault::Pause { nodes } => pause::stop(cluster, nodes),
-            Fault::Delay { .. } => delay::stop(cluster),
-            Fault::Partition(_) => partition::stop(cluster),
-        }
-    }
-}
-
-async fn apply(fault: &Fault, cluster: &Cluster) -> Applied {
-    let mut fault = fault.clone();
-    let mut note = None;
-    let res = match &mut fault {
-        Fault::Kill { nodes } => kill::start(cluster, nodes),
-        Fault::Pause { nodes } => pause::start(cluster, nodes),
-        Fault::Delay {
-            delay_ms,
-            jitter_ms,
-        } => delay::start(cluster, *delay_ms, *jitter_ms),
-        Fault::Partition(p) => {
-            if p.kind == PartitionKind::IsolateLeader {
-                match cluster.leader().await {
-                    Some(l) => {
-                        p.retarget_isolate(&l, &cluster.ids());
-                        note = Some(format!("leader {l} per /status"));
-                    }
-                    None => note = Some("no leader known; isolated the planned node".into()),
-                }
-            }
-            partition::start(cluster, p)
-        }
-    };
-    Applied {
-        fault,
-        error: res.err().map(|e| format!("{e:#}")),
-        note,
     }
 }
 
@@ -462,9 +527,10 @@ mod tests {
             Duration::from_secs(1),
             3,
         ) {
-            match p.fault {
-                Fault::Kill { nodes } | Fault::Pause { nodes } => {
-                    assert!((1..=2).contains(&nodes.len()), "{nodes:?}")
+            match p.fault.family() {
+                "kill" | "pause" => {
+                    let nodes = p.fault.describe()["nodes"].as_array().unwrap().len();
+                    assert!((1..=2).contains(&nodes), "{nodes:?}")
                 }
                 _ => panic!("unexpected fault"),
             }
@@ -477,13 +543,9 @@ mod tests {
         assert_eq!(parse_nemesis("all").unwrap().len(), 3);
         assert_eq!(parse_nemesis("kill,kill,bridge").unwrap().len(), 2);
         assert_eq!(parse_nemesis("partition").unwrap()[0].len(), 5);
-        assert_eq!(
-            parse_nemesis("delay").unwrap(),
-            vec![vec![FaultKind::Delay]]
-        );
-        assert!(!parse_nemesis("all")
-            .unwrap()
-            .contains(&vec![FaultKind::Delay]));
+        let delay: Kind = &delay::DelayKind;
+        assert_eq!(parse_nemesis("delay").unwrap(), vec![vec![delay]]);
+        assert!(!parse_nemesis("all").unwrap().contains(&vec![delay]));
         let e = parse_nemesis("kill,flood").unwrap_err();
         assert!(e.contains("flood") && e.contains("majorities-ring"), "{e}");
     }

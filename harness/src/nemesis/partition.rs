@@ -11,6 +11,7 @@
 //! - `bridge` (Jepsen's): two halves joined by one member that talks to both; links between the
 //!   halves cut both ways.
 
+use super::{started, BoxFuture, Fault, FaultKind, Needs, Started};
 use crate::cluster::Cluster;
 use crate::net::Link;
 use rand::rngs::StdRng;
@@ -18,6 +19,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -50,6 +52,63 @@ impl PartitionKind {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// Every partition kind is a fault kind of its own, also chosen by the group `partition`.
+impl FaultKind for PartitionKind {
+    fn name(&self) -> &'static str {
+        PartitionKind::name(*self)
+    }
+    fn group(&self) -> Option<&'static str> {
+        Some("partition")
+    }
+    fn in_all(&self) -> bool {
+        true
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            link_cuts: true,
+            ..Needs::default()
+        }
+    }
+    fn plan(&self, nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault> {
+        Arc::new(Partition::plan(*self, nodes, rng))
+    }
+}
+
+impl Fault for Partition {
+    fn family(&self) -> &'static str {
+        "partition"
+    }
+    fn fields(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn label(&self) -> String {
+        Partition::label(self)
+    }
+    /// Cuts the planned links; `isolate-leader` first re-aims at the member `/status` names
+    /// leader (the planned member if none is known; the note says which).
+    fn start<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Started> {
+        Box::pin(async move {
+            let mut p = self.clone();
+            let mut note = None;
+            if p.kind == PartitionKind::IsolateLeader {
+                match cluster.leader().await {
+                    Some(l) => {
+                        p.retarget_isolate(&l, &cluster.ids());
+                        note = Some(format!("leader {l} per /status"));
+                    }
+                    None => note = Some("no leader known; isolated the planned node".into()),
+                }
+            }
+            let res = cluster.net.set_cuts(&p.cuts.iter().cloned().collect());
+            started(&p, res, note)
+        })
+    }
+    /// Clears the cuts only (a concurrent `delay` fault keeps its delays).
+    fn stop(&self, cluster: &Cluster) -> anyhow::Result<()> {
+        cluster.net.set_cuts(&BTreeSet::new())
     }
 }
 
@@ -161,15 +220,6 @@ impl Partition {
             format!("{} {}", self.kind.name(), g.join(" | "))
         }
     }
-}
-
-pub fn start(cluster: &Cluster, p: &Partition) -> anyhow::Result<()> {
-    cluster.net.set_cuts(&p.cuts.iter().cloned().collect())
-}
-
-/// Clears the cuts only (a concurrent `delay` fault keeps its delays).
-pub fn stop(cluster: &Cluster) -> anyhow::Result<()> {
-    cluster.net.set_cuts(&BTreeSet::new())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! A network gives every member its addresses ([`MemberAddrs`]: where it serves clients, where
 //! it listens for peers, and what it dials to reach each peer), and cuts **directed links**: the
 //! link `(a, b)` carries what `a` sends to `b`. A partition is a set of cut links
-//! ([`Network::set_cuts`] replaces the whole set; the empty set heals). Client traffic is never
+//! ([`LinkControl::set_cuts`] replaces the whole set; the empty set heals). Client traffic is never
 //! cut.
 //!
 //! # Layout
@@ -18,7 +18,8 @@ pub mod message;
 pub mod netns;
 pub mod proxy;
 
-use crate::target::MemberCommand;
+use crate::nemesis::{Kind, Needs};
+use crate::sut::MemberCommand;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,33 +48,94 @@ pub struct LinkFaults {
     pub loss: f64,
 }
 
-/// A network between members. See the module docs.
-// `name`, `cuts` and `set_faults` are interface for other networks, reports and tests.
-#[allow(dead_code)]
-pub trait Network: Send + Sync {
-    /// The name given to `--net`.
-    fn name(&self) -> &'static str;
-    /// The addresses of member `id`.
-    fn addrs(&self, id: &str) -> anyhow::Result<MemberAddrs>;
-    /// Makes exactly `cuts` the set of cut links (the empty set heals everything).
+/// Link control: what a fault can do to the links between members. Every network implements
+/// it (the proxy per TCP link, netns with nftables rules, a message relay per peer message):
+/// per **directed** link, cut it or degrade it.
+pub trait LinkControl: Send + Sync {
+    /// Makes exactly `cuts` the set of cut links (the empty set heals every cut).
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()>;
     /// The currently cut links.
     fn cuts(&self) -> BTreeSet<Link>;
-    /// Sets delay and loss on one link (not every network can).
-    fn set_faults(&self, link: &Link, faults: LinkFaults) -> anyhow::Result<()> {
-        let _ = (link, faults);
-        anyhow::bail!("the {} network cannot delay or drop", self.name())
-    }
-    /// Adjusts a member's command to run inside this network (e.g. in its namespace).
-    fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
-        let _ = id;
-        cmd
-    }
+    /// Sets delay and loss on one link (`LinkFaults::default()` clears them). A network that
+    /// cannot do one of them says so ([`NetKind::offers`] tells before the run).
+    fn set_faults(&self, link: &Link, faults: LinkFaults) -> anyhow::Result<()>;
     /// Heals everything (cuts, delay, loss).
     fn heal(&self) -> anyhow::Result<()> {
         self.set_cuts(&BTreeSet::new())
     }
 }
 
-/// Every network name `--net` accepts.
-pub const NET_NAMES: &[&str] = &["proxy", "netns"];
+/// A network between members: their addresses, and control of their links. See the module
+/// docs.
+pub trait Network: LinkControl {
+    /// The name given to `--net`.
+    fn name(&self) -> &'static str;
+    /// The addresses of member `id`.
+    fn addrs(&self, id: &str) -> anyhow::Result<MemberAddrs>;
+    /// Adjusts a member's command to run inside this network (e.g. in its namespace).
+    fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
+        let _ = id;
+        cmd
+    }
+}
+
+/// The networks `--net` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetKind {
+    /// A TCP proxy per directed link (no root).
+    Proxy,
+    /// A network namespace per member, nftables rules (root).
+    Netns,
+}
+
+impl NetKind {
+    /// The `--net` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetKind::Proxy => "proxy",
+            NetKind::Netns => "netns",
+        }
+    }
+
+    /// What its link control can do.
+    pub fn offers(self) -> Needs {
+        match self {
+            NetKind::Proxy => Needs {
+                link_cuts: true,
+                link_delay: true,
+                link_loss: true,
+            },
+            // No tc netem in this kernel: no delays.
+            NetKind::Netns => Needs {
+                link_cuts: true,
+                link_delay: false,
+                link_loss: true,
+            },
+        }
+    }
+
+    /// True if faults of `kind` can run on this network.
+    pub fn supports(self, kind: Kind) -> bool {
+        kind.needs().met_by(self.offers())
+    }
+
+    /// True if it reaches peer links by handing each member the addresses to dial (so a target
+    /// whose peer links cannot be proxied escapes it; see
+    /// `crate::sut::TargetKind::peer_links_proxyable`).
+    pub fn works_through_peer_addresses(self) -> bool {
+        matches!(self, NetKind::Proxy)
+    }
+
+    /// Why a fault needing `needs` cannot run here (for the error).
+    pub fn missing(self, needs: Needs) -> &'static str {
+        let offered = self.offers();
+        if needs.link_delay && !offered.link_delay {
+            "cannot delay packets (tc netem is missing from this kernel)"
+        } else if needs.link_loss && !offered.link_loss {
+            "cannot drop packets"
+        } else {
+            "cannot cut links"
+        }
+    }
+}

@@ -29,8 +29,8 @@
 //! dead run's pid has been reused by another live process, its namespaces wait until that one
 //! is gone too.) The random loss rules use the kernel's `numgen random`, not the run's seed.
 
-use super::{Link, LinkFaults, MemberAddrs, Network};
-use crate::target::MemberCommand;
+use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
+use crate::sut::MemberCommand;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -406,6 +406,19 @@ impl Network for Netns {
         })
     }
 
+    fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
+        let mut args = vec!["netns".to_string(), "exec".into(), self.ns(id)];
+        args.push(cmd.program.display().to_string());
+        args.extend(cmd.args);
+        MemberCommand {
+            program: PathBuf::from("ip"),
+            args,
+            env: cmd.env,
+        }
+    }
+}
+
+impl LinkControl for Netns {
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
         let loss = self
             .state
@@ -436,17 +449,6 @@ impl Network for Netns {
             loss.remove(link);
         }
         Ok(self.apply_links(&cuts, &loss)?)
-    }
-
-    fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
-        let mut args = vec!["netns".to_string(), "exec".into(), self.ns(id)];
-        args.push(cmd.program.display().to_string());
-        args.extend(cmd.args);
-        MemberCommand {
-            program: PathBuf::from("ip"),
-            args,
-            env: cmd.env,
-        }
     }
 
     fn heal(&self) -> anyhow::Result<()> {

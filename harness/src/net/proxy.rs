@@ -11,7 +11,7 @@
 //! the member binds them; if another listener takes one in between, the member exits and the
 //! runner starts the cluster again on fresh ports.
 
-use super::{Link, LinkFaults, MemberAddrs, Network};
+use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,10 +30,8 @@ struct LinkState {
     faults: LinkFaults,
 }
 
+/// One directed link's proxy; where its source dials is in `MemberAddrs::routes`.
 struct ProxyLink {
-    /// Where the member at the link's source dials (also in `MemberAddrs::routes`).
-    #[allow(dead_code)]
-    listen: SocketAddr,
     state: watch::Sender<LinkState>,
     task: JoinHandle<()>,
 }
@@ -100,17 +98,9 @@ impl ProxyNet {
                     .context("binding a proxy listener on 127.0.0.1")?;
                 let listen = listener.local_addr().context("proxy listener address")?;
                 let (tx, rx) = watch::channel(LinkState::default());
-                let link_seed =
-                    seed ^ ((i as u64) << 32 | j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let link_seed = splitbrain_workloads::seeds::proxy_link(seed, i, j);
                 let task = tokio::spawn(accept_loop(listener, upstream, rx, link_seed));
-                links.insert(
-                    (from.clone(), to.clone()),
-                    ProxyLink {
-                        listen,
-                        state: tx,
-                        task,
-                    },
-                );
+                links.insert((from.clone(), to.clone()), ProxyLink { state: tx, task });
                 routes.push((to.clone(), listen));
             }
             let (client, peer) = base[from];
@@ -148,7 +138,9 @@ impl Network for ProxyNet {
             .cloned()
             .with_context(|| format!("no member {id:?} in the network"))
     }
+}
 
+impl LinkControl for ProxyNet {
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
         for l in cuts {
             anyhow::ensure!(self.links.contains_key(l), "no link {} → {}", l.0, l.1);
@@ -351,14 +343,7 @@ mod tests {
         let listen = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(LinkState::default());
         let task = tokio::spawn(accept_loop(listener, echo, rx, 1));
-        net.links.insert(
-            link,
-            ProxyLink {
-                listen,
-                state: tx,
-                task,
-            },
-        );
+        net.links.insert(link, ProxyLink { state: tx, task });
         (net, listen)
     }
 

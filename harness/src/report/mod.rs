@@ -315,7 +315,6 @@ impl Page {
 
 /// Writes `report.html`, `latency.svg` and `rate.svg` into `run_dir`; returns the path of
 /// `report.html`.
-#[allow(dead_code)] // Called by `splitbrain test` at the end of a run (cli/test.rs).
 pub fn write_run_report(run_dir: &Path) -> anyhow::Result<PathBuf> {
     let page = Page::from_run_dir(run_dir);
     let latency = svg::latency_svg(&page.data);
@@ -461,13 +460,10 @@ fn render_history_report(
 }
 
 #[cfg(test)]
-#[path = "../../tests/fixtures/runs.rs"]
-mod fixtures;
-
-#[cfg(test)]
 mod tests {
     use super::html::page_json;
     use super::*;
+    use crate::testkit::runs as fixtures;
 
     fn b64_len(v: &Value) -> usize {
         let s = v.as_str().unwrap();

@@ -82,15 +82,10 @@ pub fn render(suite: &str, timestamp: &str, runs: &[(RunSpec, RunResult)]) -> St
     x
 }
 
-/// The JUnit checks, shared with the integration tests.
-#[cfg(test)]
-#[path = "../../tests/suite_support/junit_schema.rs"]
-pub(crate) mod junit_schema;
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::junit_schema::{check_junit, parse};
     use super::*;
+    use crate::testkit::junit_schema::{check_junit, parse};
 
     fn spec(name: &str) -> RunSpec {
         RunSpec {

@@ -211,7 +211,7 @@ impl SuiteFile {
             }
         }
         for t in &s.targets {
-            if !crate::target::TARGET_NAMES.contains(&t.as_str()) || t == "cmd" {
+            if !crate::sut::TargetKind::parse(t).is_some_and(|k| k.builtin()) {
                 return Err(field(
                     "targets",
                     &format!("unknown target {t:?} (expected splitbrain or etcd)"),
@@ -240,10 +240,12 @@ impl SuiteFile {
 
     /// The network used for `target`.
     pub fn net_for(&self, target: &str) -> String {
-        self.nets
-            .get(target)
-            .cloned()
-            .unwrap_or_else(|| if target == "etcd" { "netns" } else { "proxy" }.to_string())
+        self.nets.get(target).cloned().unwrap_or_else(|| {
+            crate::sut::TargetKind::parse(target)
+                .map_or(crate::net::NetKind::Proxy, |k| k.default_suite_net())
+                .name()
+                .to_string()
+        })
     }
 
     /// Every run, in order: workload, nemesis, repeat, then target (so targets compared with

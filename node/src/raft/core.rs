@@ -934,12 +934,14 @@ impl Raft {
     /// allows; true if something was sent and more could follow.
     fn send_append(&mut self, to: &NodeId, allow_empty: bool) -> bool {
         let max_inflight = self.cfg.max_inflight.max(1);
+        let max_inflight_bytes = self.cfg.max_inflight_bytes.max(1);
         let max_entries = self.cfg.max_entries_per_msg.max(1) as u64;
+        let max_bytes = self.cfg.max_bytes_per_msg.max(1);
         let last = self.log.last_index();
         let Some(pr) = self.progress.get(to) else {
             return false;
         };
-        if pr.is_paused(max_inflight) {
+        if pr.is_paused(max_inflight, max_inflight_bytes) {
             return false;
         }
         let next = pr.next_index;
@@ -960,14 +962,27 @@ impl Raft {
             return false;
         };
         let hi = last.min(next + max_entries - 1);
-        let entries = self.log.slice(next, hi).to_vec();
+        // Cut by bytes: at least one entry, then as many as fit under the cap.
+        let candidates = self.log.slice(next, hi);
+        let mut bytes = 0u64;
+        let mut take = 0usize;
+        for e in candidates {
+            let b = e.data.len() as u64;
+            if take > 0 && bytes + b > max_bytes {
+                break;
+            }
+            bytes += b;
+            take += 1;
+        }
+        let entries = candidates[..take].to_vec();
         let n = entries.len() as u64;
+        let hi = if n == 0 { hi } else { next + n - 1 };
         let pr = self.progress.get_mut(to).expect("looked up above");
         match pr.state {
             ProgressState::Probe => pr.probe_sent = true,
             ProgressState::Replicate => {
                 pr.next_index = hi + 1;
-                pr.inflight.push_back(hi);
+                pr.push_inflight(hi, bytes);
             }
             ProgressState::Snapshot => unreachable!("paused"),
         }

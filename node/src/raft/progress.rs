@@ -29,6 +29,9 @@ pub(crate) struct Progress {
     pub probe_sent: bool,
     /// Replicate: last index of each unacknowledged Append, oldest first.
     pub inflight: VecDeque<Index>,
+    /// Entry data bytes of each message in `inflight` (same order), and their sum.
+    pub inflight_sizes: VecDeque<u64>,
+    pub inflight_bytes: u64,
     /// Snapshot: index of the snapshot sent.
     pub pending_snapshot: Index,
     /// Heard from in the current check-quorum period.
@@ -48,6 +51,8 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
+            inflight_sizes: VecDeque::new(),
+            inflight_bytes: 0,
             pending_snapshot: 0,
             recent_active: false,
             stall: 0,
@@ -59,7 +64,7 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
-        self.inflight.clear();
+        self.clear_inflight();
         self.pending_snapshot = 0;
         self.stall = 0;
     }
@@ -68,14 +73,14 @@ impl Progress {
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
-        self.inflight.clear();
+        self.clear_inflight();
         self.stall = 0;
     }
 
     pub fn become_snapshot(&mut self, snapshot_index: Index) {
         self.state = ProgressState::Snapshot;
         self.pending_snapshot = snapshot_index;
-        self.inflight.clear();
+        self.clear_inflight();
         self.probe_sent = false;
         self.stall = 0;
     }
@@ -92,14 +97,33 @@ impl Progress {
         }
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();
+            self.inflight_bytes -= self.inflight_sizes.pop_front().unwrap_or(0);
         }
         news
     }
 
-    pub fn is_paused(&self, max_inflight: usize) -> bool {
+    /// Records an Append sent in Replicate state: its last index and entry data bytes.
+    pub fn push_inflight(&mut self, last: Index, bytes: u64) {
+        self.inflight.push_back(last);
+        self.inflight_sizes.push_back(bytes);
+        self.inflight_bytes += bytes;
+    }
+
+    pub fn clear_inflight(&mut self) {
+        self.inflight.clear();
+        self.inflight_sizes.clear();
+        self.inflight_bytes = 0;
+    }
+
+    /// Whether no more Appends may be sent now: a probe is out, a snapshot is pending, or
+    /// `max_inflight` messages or `max_inflight_bytes` of entry data are unacknowledged
+    /// (etcd's `MaxInflightMsgs` / `MaxInflightBytes`).
+    pub fn is_paused(&self, max_inflight: usize, max_inflight_bytes: u64) -> bool {
         match self.state {
             ProgressState::Probe => self.probe_sent,
-            ProgressState::Replicate => self.inflight.len() >= max_inflight,
+            ProgressState::Replicate => {
+                self.inflight.len() >= max_inflight || self.inflight_bytes >= max_inflight_bytes
+            }
             ProgressState::Snapshot => true,
         }
     }
@@ -114,13 +138,16 @@ mod tests {
         let mut p = Progress::new(1);
         p.become_replicate();
         for last in [8, 16, 24] {
-            p.inflight.push_back(last);
+            p.push_inflight(last, 100);
         }
         p.next_index = 25;
-        assert!(p.is_paused(3));
+        assert!(p.is_paused(3, u64::MAX));
         assert!(p.update_match(16));
         assert_eq!(p.inflight, VecDeque::from([24]));
-        assert!(!p.is_paused(3));
+        assert_eq!(p.inflight_bytes, 100);
+        assert!(!p.is_paused(3, u64::MAX));
+        assert!(p.is_paused(3, 100), "bytes in flight at the byte cap");
+        assert!(!p.is_paused(3, 101));
         assert!(!p.update_match(10), "an older acknowledgement is no news");
         assert_eq!(p.match_index, 16);
     }
@@ -131,8 +158,8 @@ mod tests {
         p.update_match(5);
         p.become_probe(2);
         assert_eq!(p.next_index, 6);
-        assert!(!p.is_paused(4));
+        assert!(!p.is_paused(4, u64::MAX));
         p.probe_sent = true;
-        assert!(p.is_paused(4), "one probe at a time");
+        assert!(p.is_paused(4, u64::MAX), "one probe at a time");
     }
 }

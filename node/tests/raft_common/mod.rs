@@ -65,6 +65,8 @@ pub fn config(id: &str, all: &[String], bugs: CoreBugs) -> Config {
         check_quorum: true,
         max_inflight: 4,
         max_entries_per_msg: 8,
+        max_bytes_per_msg: u64::MAX,
+        max_inflight_bytes: u64::MAX,
         bugs,
     }
 }

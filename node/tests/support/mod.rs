@@ -13,6 +13,12 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_splitbrain-node");
 
+/// The node binary to run: `SPLITBRAIN_NODE_BIN` if set (e.g. an older build, to compare),
+/// else this package's.
+pub fn bin() -> String {
+    std::env::var("SPLITBRAIN_NODE_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
@@ -39,7 +45,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .expect("open node log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -215,6 +221,15 @@ impl Cluster {
             self.client
                 .post(format!("{}/kv/{key}/cas", self.nodes[i].url()))
                 .json(&json!({"from": from, "to": to, "request_id": rid})),
+        )
+        .await
+    }
+
+    pub async fn append(&self, i: usize, key: &str, value: Value, rid: &str) -> (u16, Value) {
+        self.send(
+            self.client
+                .post(format!("{}/kv/{key}/append", self.nodes[i].url()))
+                .json(&json!({"value": value, "request_id": rid})),
         )
         .await
     }

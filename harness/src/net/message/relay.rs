@@ -406,6 +406,19 @@ async fn raft_route(
         }
     }
     let body = match body {
+        Ok(b) if b.len() > wire::route_body_limit(&route).min(ctx.cfg.body_limit) => {
+            ctx.shared.engine().counters_mut().refused += 1;
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "request body of {} bytes is over the /raft/{route} limit of {} bytes",
+                    b.len(),
+                    wire::route_body_limit(&route).min(ctx.cfg.body_limit)
+                ),
+                true,
+            );
+        }
         Ok(b) => b,
         Err(r) => {
             ctx.shared.engine().counters_mut().refused += 1;

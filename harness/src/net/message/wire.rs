@@ -10,9 +10,19 @@
 use splitbrain_node::raft::{Index, Message, MessageBody, NodeId, Term};
 use std::fmt;
 
-/// Largest peer request body the node accepts (`splitbrain_node::http::PEER_BODY_LIMIT`);
-/// larger ones get `413` from the node and from the relay.
-pub const BODY_LIMIT: usize = splitbrain_node::http::PEER_BODY_LIMIT;
+/// Largest peer request body the node accepts on any route (its snapshot route's limit,
+/// `splitbrain_node::http::PEER_SNAPSHOT_BODY_LIMIT`); see [`route_body_limit`] per route.
+pub const BODY_LIMIT: usize = splitbrain_node::http::PEER_SNAPSHOT_BODY_LIMIT;
+
+/// Largest body the node accepts on `POST /raft/<route>`: larger ones get `413` from the node
+/// and from the relay.
+pub fn route_body_limit(route: &str) -> usize {
+    if route == "snapshot" {
+        splitbrain_node::http::PEER_SNAPSHOT_BODY_LIMIT
+    } else {
+        splitbrain_node::http::PEER_BODY_LIMIT
+    }
+}
 /// Header carrying the cluster token on peer routes.
 pub const TOKEN_HEADER: &str = splitbrain_node::peer::TOKEN_HEADER;
 /// The peer routes (`POST /raft/<route>`).

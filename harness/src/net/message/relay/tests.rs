@@ -319,7 +319,14 @@ async fn an_oversize_body_is_refused_with_413_as_the_node_would() {
     assert_eq!(v["definite"], true);
     assert!(sink.raw.lock().unwrap().is_empty());
     assert_eq!(relay.control().counters().refused, 1);
-    assert_eq!(wire::BODY_LIMIT, 256 << 20, "the node's peer limit");
+    assert_eq!(
+        (wire::route_body_limit("append"), wire::route_body_limit("snapshot")),
+        (
+            splitbrain_node::http::PEER_BODY_LIMIT,
+            splitbrain_node::http::PEER_SNAPSHOT_BODY_LIMIT
+        ),
+        "the node's peer limits"
+    );
     relay.shutdown(DEADLINE).await;
 }
 
@@ -469,6 +476,7 @@ async fn cluster(seed: u64) -> Cluster {
             election_timeout: "150..300".into(),
             heartbeat: 50,
             snapshot_every: 10_000,
+            max_append_entries: 512,
             bugs: Vec::new(),
             request_timeout: 2000,
             seed: Some(seed + c.nodes.len() as u64),

@@ -1,9 +1,7 @@
 //! A strict check of `junit.xml` against the elements and attributes the JUnit XSD requires
 //! (testsuite: name, tests, failures, errors, time; testcase: name, classname, time), with a
 //! small XML parser for the subset junit files use. Shared by the harness's unit tests
-//! (`suite::junit`) and the integration tests (`suite_*.rs`).
-
-#![allow(dead_code)]
+//! (`suite::junit`) and the integration tests (`suite_*.rs`) through `splitbrain::testkit`.
 
 use std::collections::BTreeMap;
 

@@ -159,7 +159,7 @@ fn node_api() -> super::splitbrain::Splitbrain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::PeerRoute;
+    use crate::sut::PeerRoute;
 
     fn member() -> MemberSpec {
         MemberSpec {

@@ -28,7 +28,9 @@
 //! The leader comes from `POST /v3/maintenance/status` (`leader` vs `header.member_id`) and
 //! `POST /v3/cluster/member/list` (numeric member id → `--name`).
 
-use super::{BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Outcome, Target};
+use super::{
+    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target,
+};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -212,41 +214,126 @@ impl EtcdClient {
     }
 }
 
+/// Tries of an append's read-modify-write before giving up (`fail`: no try applied).
+pub const APPEND_ATTEMPTS: usize = 5;
+
+fn done(o: Outcome<()>) -> Outcome<Reply> {
+    match o {
+        Outcome::Ok(()) => Outcome::Ok(Reply::Done),
+        Outcome::Fail(r) => Outcome::Fail(r),
+        Outcome::Info(r) => Outcome::Info(r),
+    }
+}
+
+impl EtcdClient {
+    async fn range(&self, key: &str) -> Outcome<Option<(String, u64)>> {
+        match self.call("/v3/kv/range", range_request(key), false).await {
+            Err(o) => o,
+            Ok((status, body)) => decode_range_text(status, &body),
+        }
+    }
+
+    /// Appends `value` to the JSON list under `key`: read the key and its mod revision, then
+    /// a txn that puts the longer list if the mod revision is unchanged (0: still absent).
+    /// A failed guard (another write came between) is retried up to [`APPEND_ATTEMPTS`]
+    /// times, then `fail` (no try applied).
+    async fn append(&self, key: &str, value: i64) -> Outcome<Reply> {
+        for _ in 0..APPEND_ATTEMPTS {
+            let (mut list, rev) = match self.range(key).await {
+                Outcome::Ok(None) => (Vec::new(), 0),
+                Outcome::Ok(Some((text, rev))) => match parse_list(&text) {
+                    Some(l) => (l, rev),
+                    None => return Outcome::Fail("not-a-list".into()),
+                },
+                // Nothing was written yet (earlier tries' guards failed).
+                Outcome::Fail(r) | Outcome::Info(r) => return Outcome::Fail(r),
+            };
+            list.push(value);
+            let req = append_request(key, rev, &list);
+            match self.call("/v3/kv/txn", req, true).await {
+                Err(o) => return o,
+                Ok((status, body)) => match txn_succeeded(status, &body) {
+                    Ok(true) => return Outcome::Ok(Reply::Done),
+                    Ok(false) => continue,
+                    Err(o) => return done(o),
+                },
+            }
+        }
+        Outcome::Fail(format!(
+            "append-contention: the key changed between read and write {APPEND_ATTEMPTS} times"
+        ))
+    }
+}
+
 impl Client for EtcdClient {
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Outcome<Option<i64>>> {
+    fn invoke<'a>(&'a self, op: &'a Op, _rid: &'a str) -> BoxFuture<'a, Outcome<Reply>> {
         Box::pin(async move {
-            match self.call("/v3/kv/range", range_request(key), false).await {
-                Err(o) => o,
-                Ok((status, body)) => decode_range(status, &body),
+            match op {
+                Op::Read { key } => match self.range(key).await {
+                    Outcome::Ok(None) => Outcome::Ok(Reply::Value(None)),
+                    Outcome::Ok(Some((text, _))) => read_text(&text),
+                    Outcome::Fail(r) | Outcome::Info(r) => Outcome::Fail(r),
+                },
+                Op::Write { key, value } => {
+                    match self
+                        .call("/v3/kv/put", put_request(key, *value), true)
+                        .await
+                    {
+                        Err(o) => o,
+                        Ok((status, body)) => done(decode_put(status, &body)),
+                    }
+                }
+                Op::Cas { key, from, to } => {
+                    match self
+                        .call("/v3/kv/txn", cas_request(key, *from, *to), true)
+                        .await
+                    {
+                        Err(o) => o,
+                        Ok((status, body)) => done(decode_txn(status, &body)),
+                    }
+                }
+                Op::Append { key, value } => self.append(key, *value).await,
             }
         })
     }
+}
 
-    fn write<'a>(&'a self, key: &'a str, value: i64, _rid: &'a str) -> BoxFuture<'a, Outcome<()>> {
-        Box::pin(async move {
-            match self.call("/v3/kv/put", put_request(key, value), true).await {
-                Err(o) => o,
-                Ok((status, body)) => decode_put(status, &body),
-            }
-        })
+/// A stored value as read: an integer (registers) or a JSON list of integers (append).
+pub fn read_text(text: &str) -> Outcome<Reply> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Outcome::Ok(Reply::Value(Some(i)));
     }
+    match parse_list(text) {
+        Some(l) => Outcome::Ok(Reply::List(l)),
+        None => Outcome::Fail(format!("non-integer value {text:?}")),
+    }
+}
 
-    fn cas<'a>(
-        &'a self,
-        key: &'a str,
-        from: i64,
-        to: i64,
-        _rid: &'a str,
-    ) -> BoxFuture<'a, Outcome<()>> {
-        Box::pin(async move {
-            match self
-                .call("/v3/kv/txn", cas_request(key, from, to), true)
-                .await
-            {
-                Err(o) => o,
-                Ok((status, body)) => decode_txn(status, &body),
-            }
-        })
+/// A JSON list of integers, as the append workload stores it.
+pub fn parse_list(text: &str) -> Option<Vec<i64>> {
+    serde_json::from_str::<Vec<i64>>(text).ok()
+}
+
+/// `POST /v3/kv/txn`: if the key's mod revision is `rev` (0: absent), put `list` as JSON.
+pub fn append_request(key: &str, rev: u64, list: &[i64]) -> Value {
+    let k = b64_encode(key.as_bytes());
+    let text = serde_json::to_string(list).unwrap_or_default();
+    json!({
+        "compare": [{
+            "key": k, "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()
+        }],
+        "success": [{ "request_put": { "key": k, "value": b64_encode(text.as_bytes()) } }]
+    })
+}
+
+/// Whether a txn's guard held (`Err`: the txn's own error outcome).
+pub fn txn_succeeded(status: u16, body: &[u8]) -> Result<bool, Outcome<()>> {
+    if status != 200 {
+        return Err(error_outcome(status, body, true));
+    }
+    match first_json(body) {
+        None => Err(Outcome::Info("txn answer is not JSON".into())),
+        Some(v) => Ok(v.get("succeeded").and_then(Value::as_bool) == Some(true)),
     }
 }
 
@@ -342,8 +429,8 @@ pub fn error_outcome<T>(status: u16, body: &[u8], write: bool) -> Outcome<T> {
     }
 }
 
-/// The answer to a range request.
-pub fn decode_range(status: u16, body: &[u8]) -> Outcome<Option<i64>> {
+/// The answer to a range request: the value's text and its mod revision, `None` if absent.
+pub fn decode_range_text(status: u16, body: &[u8]) -> Outcome<Option<(String, u64)>> {
     if status != 200 {
         return error_outcome(status, body, false);
     }
@@ -356,14 +443,29 @@ pub fn decode_range(status: u16, body: &[u8]) -> Outcome<Option<i64>> {
         Some(Value::Array(a)) => a,
         Some(other) => return Outcome::Fail(format!("range answer with kvs {other}")),
     };
+    let rev = match kvs[0].get("mod_revision") {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    };
     // An absent value field is the empty value, which we never write.
     let raw = kvs[0].get("value").and_then(Value::as_str).unwrap_or("");
     match b64_decode(raw).ok().and_then(|b| String::from_utf8(b).ok()) {
-        Some(text) => match text.parse::<i64>() {
+        Some(text) => Outcome::Ok(Some((text, rev))),
+        None => Outcome::Fail(format!("value {raw:?} is not base64 text")),
+    }
+}
+
+/// The answer to a range request of an integer register.
+pub fn decode_range(status: u16, body: &[u8]) -> Outcome<Option<i64>> {
+    match decode_range_text(status, body) {
+        Outcome::Ok(None) => Outcome::Ok(None),
+        Outcome::Ok(Some((text, _))) => match text.parse::<i64>() {
             Ok(i) => Outcome::Ok(Some(i)),
             Err(_) => Outcome::Fail(format!("non-integer value {text:?}")),
         },
-        None => Outcome::Fail(format!("value {raw:?} is not base64 text")),
+        Outcome::Fail(r) => Outcome::Fail(r),
+        Outcome::Info(r) => Outcome::Info(r),
     }
 }
 
@@ -597,6 +699,28 @@ mod tests {
         let (_, b) = fixture("status_noleader.http");
         let st = parse_status(&first_json(&b).unwrap(), &members).unwrap();
         assert_eq!((st.leader, st.role.as_deref()), (None, Some("candidate")));
+    }
+
+    #[test]
+    fn reads_lists_and_mod_revisions_and_guards_appends_by_mod_revision() {
+        let (s, b) = fixture("range_ok.http");
+        assert_eq!(
+            decode_range_text(s, &b),
+            Outcome::Ok(Some(("bar".to_string(), 4)))
+        );
+        assert_eq!(read_text("[1,5]"), Outcome::Ok(Reply::List(vec![1, 5])));
+        assert_eq!(read_text("7"), Outcome::Ok(Reply::Value(Some(7))));
+        assert!(matches!(read_text("bar"), Outcome::Fail(_)));
+        let r = append_request("k1", 0, &[3]);
+        assert_eq!(r["compare"][0]["target"], "MOD");
+        assert_eq!(r["compare"][0]["mod_revision"], "0");
+        assert_eq!(r["success"][0]["request_put"]["value"], b64_encode(b"[3]"));
+        let (s, b) = fixture("txn_ok.http");
+        assert_eq!(txn_succeeded(s, &b), Ok(true));
+        let (s, b) = fixture("txn_mismatch.http");
+        assert_eq!(txn_succeeded(s, &b), Ok(false));
+        let (s, b) = fixture("txn_noleader.http");
+        assert!(matches!(txn_succeeded(s, &b), Err(Outcome::Fail(_))));
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //!
 //! A vector or list of op maps (`[{…} {…}]`), or op maps one after another (Jepsen writes one
 //! per line). Each map has `:process` (an integer, or `:nemesis`), `:type` (`:invoke`, `:ok`,
-//! `:fail`, `:info`), `:f`, and optionally `:value`, `:key`, `:index`, `:time`; other entries
-//! (`:error`, …) are ignored. `:nemesis` entries are kept apart.
+//! `:fail`, `:info`), `:f`, and optionally `:value`, `:key`, `:index`, `:time` (a
+//! non-negative number; fractions rounded down). `:process` may also be any other keyword or
+//! a string (a named process: it gets an id of its own from 2^48 up, and its name is kept as
+//! `extra["process"]`). Every other entry (`:error`, `:node`, namespaced keys, …) is kept,
+//! as JSON, in the op's [`extra`](crate::history::Op::extra). Keywords become strings with
+//! their namespace (`:jepsen/x` → `"jepsen/x"`). `:nemesis` entries are kept apart.
 //!
 //! # Knossos semantics (where they differ from ours)
 //!
@@ -19,8 +23,8 @@
 //! Lines in errors are the line where the offending map starts (plus the parser's row inside
 //! it for syntax errors).
 
+use super::text::{truncate, LineError};
 use crate::history::{Builder, Event, EventType, History, Process};
-use crate::read::{truncate, LineError};
 use edn_format::Value as Edn;
 use serde_json::Value;
 
@@ -117,7 +121,12 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
                             ));
                         }
                         match bytes[i] {
-                            b'\\' => i += 2,
+                            b'\\' => {
+                                if bytes.get(i + 1) == Some(&b'\n') {
+                                    line += 1;
+                                }
+                                i = after_escape(text, i)
+                            }
                             b'"' => {
                                 i += 1;
                                 break;
@@ -130,7 +139,13 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
                         }
                     }
                 }
-                b'\\' => i += 2, // character literal
+                // A character literal (`\a`, or `\` before a newline).
+                b'\\' => {
+                    if bytes.get(i + 1) == Some(&b'\n') {
+                        line += 1;
+                    }
+                    i = after_escape(text, i)
+                }
                 b';' => {
                     while i < bytes.len() && bytes[i] != b'\n' {
                         i += 1
@@ -196,6 +211,13 @@ fn elements(text: &str) -> Result<Vec<Element<'_>>, LineError> {
     Ok(out)
 }
 
+/// The position after the backslash at `i` and the character it escapes (never past the end,
+/// never inside a multi-byte character).
+fn after_escape(text: &str, i: usize) -> usize {
+    let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+    (i + 1 + next).min(text.len())
+}
+
 /// Reads one balanced map starting at `*i` (used after a tag).
 fn elements_one<'a>(
     text: &'a str,
@@ -218,6 +240,9 @@ fn elements_one<'a>(
         if in_str {
             if b == b'\\' {
                 *i += 1;
+                if bytes.get(*i) == Some(&b'\n') {
+                    *line += 1;
+                }
             } else if b == b'"' {
                 in_str = false;
             }
@@ -265,7 +290,7 @@ fn to_json(v: &Edn) -> Value {
             .unwrap_or(Value::Null),
         Edn::String(s) => Value::String(s.clone()),
         Edn::Character(c) => Value::String(c.to_string()),
-        Edn::Keyword(k) => Value::String(k.name().to_string()),
+        Edn::Keyword(k) => Value::String(kw_full(k)),
         Edn::Symbol(s) => Value::String(s.name().to_string()),
         Edn::List(xs) | Edn::Vector(xs) => Value::Array(xs.iter().map(to_json).collect()),
         Edn::Set(xs) => Value::Array(xs.iter().map(to_json).collect()),
@@ -285,16 +310,41 @@ fn to_json(v: &Edn) -> Value {
     }
 }
 
+/// A process as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Proc {
+    Client(u64),
+    Nemesis,
+    /// A keyword or string other than `nemesis`.
+    Named(String),
+}
+
+/// Where named processes start (above any numbered process a real history has).
+const NAMED_BASE: u64 = 1 << 48;
+
 /// A parsed op map, before tuple handling.
 struct RawOp {
     line: usize,
-    process: Process,
+    process: Proc,
     kind: EventType,
     f: String,
     key: Option<Value>,
     value: Edn,
     index: Option<u64>,
     time: Option<u64>,
+    /// Entries the checker does not interpret (`:error`, `:node`, …), as JSON.
+    extra: serde_json::Map<String, Value>,
+}
+
+/// The fields [`raw_op`] interprets; every other entry is kept in `extra`.
+const KNOWN: &[&str] = &["process", "type", "f", "key", "value", "index", "time"];
+
+/// A keyword's full name: `ns/name`, or `name` without a namespace.
+fn kw_full(k: &edn_format::Keyword) -> String {
+    match k.namespace() {
+        Some(ns) => format!("{ns}/{}", k.name()),
+        None => k.name().to_string(),
+    }
 }
 
 fn field<'a>(m: &'a std::collections::BTreeMap<Edn, Edn>, name: &str) -> Option<&'a Edn> {
@@ -304,7 +354,8 @@ fn field<'a>(m: &'a std::collections::BTreeMap<Edn, Edn>, name: &str) -> Option<
 fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
     let v = edn_format::parse_str(el.text).map_err(|e| {
         (
-            el.line + e.row.saturating_sub(1),
+            // edn-format counts lines in `col` (and columns in `row`).
+            el.line + e.col.saturating_sub(1),
             format!("EDN syntax error: {} (expected an op map)", e.error),
         )
     })?;
@@ -322,14 +373,27 @@ fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
         ));
     };
     let line = el.line;
+    let mut extra = serde_json::Map::new();
+    for (k, v) in &m {
+        let name = match k {
+            Edn::Keyword(k) if k.namespace().is_none() && KNOWN.contains(&k.name()) => continue,
+            Edn::Keyword(k) => kw_full(k),
+            Edn::String(s) => s.clone(),
+            other => edn_format::emit_str(other),
+        };
+        extra.insert(name, to_json(v));
+    }
     let process = match field(&m, "process") {
-        Some(Edn::Integer(p)) if *p >= 0 => Process::Client(*p as u64),
-        Some(Edn::Keyword(k)) if k.name() == "nemesis" => Process::Nemesis,
+        Some(Edn::Integer(p)) if *p >= 0 => Proc::Client(*p as u64),
+        Some(Edn::Keyword(k)) if k.name() == "nemesis" && k.namespace().is_none() => Proc::Nemesis,
+        Some(Edn::String(s)) if s == "nemesis" => Proc::Nemesis,
+        Some(Edn::Keyword(k)) => Proc::Named(kw_full(k)),
+        Some(Edn::String(s)) => Proc::Named(s.clone()),
         Some(other) => {
             return Err((
                 line,
                 format!(
-                    ":process {}: expected a non-negative integer or :nemesis",
+                    ":process {}: expected a non-negative integer, a keyword or a string",
                     edn_format::emit_str(other)
                 ),
             ))
@@ -349,7 +413,7 @@ fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
         }
     };
     let f = match field(&m, "f") {
-        Some(Edn::Keyword(k)) => k.name().to_string(),
+        Some(Edn::Keyword(k)) => kw_full(k),
         Some(Edn::String(s)) => s.clone(),
         Some(Edn::Symbol(s)) => s.name().to_string(),
         Some(other) => {
@@ -358,18 +422,23 @@ fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
                 format!(":f {}: expected a keyword", edn_format::emit_str(other)),
             ))
         }
-        None if process == Process::Nemesis => String::new(),
+        None if process == Proc::Nemesis => String::new(),
         None => return Err((line, "expected an :f entry".into())),
     };
     let num = |name: &str| -> Result<Option<u64>, LineError> {
         match field(&m, name) {
             None => Ok(None),
             Some(Edn::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            // Times in other units may be fractional: rounded down.
+            Some(Edn::Float(f)) if name == "time" && f.into_inner() >= 0.0 => {
+                Ok(Some(f.into_inner() as u64))
+            }
             Some(other) => Err((
                 line,
                 format!(
-                    ":{name} {}: expected a non-negative integer",
-                    edn_format::emit_str(other)
+                    ":{name} {}: expected a non-negative {}",
+                    edn_format::emit_str(other),
+                    if name == "time" { "number" } else { "integer" }
                 ),
             )),
         }
@@ -383,6 +452,7 @@ fn raw_op(el: &Element<'_>) -> Result<RawOp, LineError> {
         value: field(&m, "value").cloned().unwrap_or(Edn::Nil),
         index: num("index")?,
         time: num("time")?,
+        extra,
     })
 }
 
@@ -406,7 +476,7 @@ pub(crate) fn read_edn(text: &str) -> Result<History, LineError> {
     let ops: Vec<RawOp> = els.iter().map(raw_op).collect::<Result<_, _>>()?;
     let clients: Vec<&RawOp> = ops
         .iter()
-        .filter(|o| o.process != Process::Nemesis && o.key.is_none())
+        .filter(|o| o.process != Proc::Nemesis && o.key.is_none())
         .collect();
     // Jepsen independent histories: every client op's value is a tuple, and cas values are
     // [k [from to]]; at least one read or write shows the tuple shape unambiguously.
@@ -421,8 +491,20 @@ pub(crate) fn read_edn(text: &str) -> Result<History, LineError> {
         })
         && clients.iter().any(|o| o.f == "read" || o.f == "write");
     let mut b = Builder::new();
+    let mut names: std::collections::HashMap<String, u64> = Default::default();
     for (pos, o) in ops.into_iter().enumerate() {
-        let (key, value) = if independent && o.process != Process::Nemesis && o.key.is_none() {
+        let mut extra = o.extra;
+        let process = match o.process {
+            Proc::Client(p) => Process::Client(p),
+            Proc::Nemesis => Process::Nemesis,
+            Proc::Named(n) => {
+                let next = NAMED_BASE + names.len() as u64;
+                let id = *names.entry(n.clone()).or_insert(next);
+                extra.insert("process".into(), Value::String(n));
+                Process::Client(id)
+            }
+        };
+        let (key, value) = if independent && process != Process::Nemesis && o.key.is_none() {
             let (k, v) = tuple(&o.value).expect("checked above: every client value is a tuple");
             (Some(to_json(&k)), v)
         } else {
@@ -436,13 +518,14 @@ pub(crate) fn read_edn(text: &str) -> Result<History, LineError> {
         let ev = Event {
             index: o.index.unwrap_or(pos as u64),
             time: o.time.unwrap_or(0),
-            process: o.process,
+            process,
             kind,
             f: o.f,
             key,
             value: to_json(&value),
         };
-        b.push(ev, o.line).map_err(|e| (o.line, e.message))?;
+        b.push_extra(ev, extra, o.line)
+            .map_err(|e| (o.line, e.message))?;
     }
     Ok(b.finish())
 }

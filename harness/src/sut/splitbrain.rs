@@ -6,7 +6,9 @@
 //! other 5xx, timeouts and connections lost after the request was sent → `Info`. A connection
 //! that could not be opened never carried the request → `Fail`. Reads that fail are `Fail`.
 
-use super::{BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Outcome, Target};
+use super::{
+    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target,
+};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -200,64 +202,92 @@ fn key_url(base: &str, key: &str) -> String {
     format!("{base}/kv/{key}")
 }
 
-impl Client for HttpClient {
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Outcome<Option<i64>>> {
-        Box::pin(async move {
-            match self.http.get(key_url(&self.base, key)).send().await {
-                Err(e) => transport_error(&e, true),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body: Option<Value> = resp.json().await.ok();
-                    if !status.is_success() {
-                        let code = body
-                            .as_ref()
-                            .and_then(|b| b.get("error"))
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                            .unwrap_or_else(|| format!("http-{}", status.as_u16()));
-                        return Outcome::Fail(code);
-                    }
-                    match body.as_ref().and_then(|b| b.get("value")) {
-                        Some(Value::Null) => Outcome::Ok(None),
-                        Some(v) => match v.as_i64() {
-                            Some(i) => Outcome::Ok(Some(i)),
-                            None => Outcome::Fail(format!("non-integer value {v}")),
-                        },
-                        None => Outcome::Fail("read answer without a value".into()),
-                    }
-                }
+/// A read answer's `value`: `null` (absent), an integer, or a list of integers.
+pub fn read_reply(v: Option<&Value>) -> Outcome<Reply> {
+    match v {
+        Some(Value::Null) => Outcome::Ok(Reply::Value(None)),
+        Some(Value::Array(items)) => {
+            let list: Option<Vec<i64>> = items.iter().map(Value::as_i64).collect();
+            match list {
+                Some(l) => Outcome::Ok(Reply::List(l)),
+                None => Outcome::Fail(format!("list with a non-integer element {}", json!(items))),
             }
-        })
+        }
+        Some(v) => match v.as_i64() {
+            Some(i) => Outcome::Ok(Reply::Value(Some(i))),
+            None => Outcome::Fail(format!("non-integer value {v}")),
+        },
+        None => Outcome::Fail("read answer without a value".into()),
+    }
+}
+
+fn done(o: Outcome<()>) -> Outcome<Reply> {
+    match o {
+        Outcome::Ok(()) => Outcome::Ok(Reply::Done),
+        Outcome::Fail(r) => Outcome::Fail(r),
+        Outcome::Info(r) => Outcome::Info(r),
+    }
+}
+
+impl HttpClient {
+    /// `GET /kv/{key}`.
+    pub async fn read(&self, key: &str) -> Outcome<Reply> {
+        match self.http.get(key_url(&self.base, key)).send().await {
+            Err(e) => transport_error(&e, true),
+            Ok(resp) => {
+                let status = resp.status();
+                let body: Option<Value> = resp.json().await.ok();
+                if !status.is_success() {
+                    let code = body
+                        .as_ref()
+                        .and_then(|b| b.get("error"))
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                        .unwrap_or_else(|| format!("http-{}", status.as_u16()));
+                    return Outcome::Fail(code);
+                }
+                read_reply(body.as_ref().and_then(|b| b.get("value")))
+            }
+        }
     }
 
-    fn write<'a>(
-        &'a self,
-        key: &'a str,
-        value: i64,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Outcome<()>> {
-        Box::pin(async move {
-            let req = self
-                .http
-                .put(key_url(&self.base, key))
-                .json(&json!({"value": value, "request_id": request_id}));
-            self.write_like(req).await
-        })
+    /// `PUT /kv/{key}`.
+    pub async fn write(&self, key: &str, value: i64, request_id: &str) -> Outcome<()> {
+        let req = self
+            .http
+            .put(key_url(&self.base, key))
+            .json(&json!({"value": value, "request_id": request_id}));
+        self.write_like(req).await
     }
 
-    fn cas<'a>(
-        &'a self,
-        key: &'a str,
-        from: i64,
-        to: i64,
-        request_id: &'a str,
-    ) -> BoxFuture<'a, Outcome<()>> {
+    /// `POST /kv/{key}/cas`.
+    pub async fn cas(&self, key: &str, from: i64, to: i64, request_id: &str) -> Outcome<()> {
+        let req = self
+            .http
+            .post(format!("{}/cas", key_url(&self.base, key)))
+            .json(&json!({"from": from, "to": to, "request_id": request_id}));
+        self.write_like(req).await
+    }
+
+    /// `POST /kv/{key}/append` (a key holding a non-list answers `409 not-a-list`, definite).
+    pub async fn append(&self, key: &str, value: i64, request_id: &str) -> Outcome<()> {
+        let req = self
+            .http
+            .post(format!("{}/append", key_url(&self.base, key)))
+            .json(&json!({"value": value, "request_id": request_id}));
+        self.write_like(req).await
+    }
+}
+
+impl Client for HttpClient {
+    fn invoke<'a>(&'a self, op: &'a Op, request_id: &'a str) -> BoxFuture<'a, Outcome<Reply>> {
         Box::pin(async move {
-            let req = self
-                .http
-                .post(format!("{}/cas", key_url(&self.base, key)))
-                .json(&json!({"from": from, "to": to, "request_id": request_id}));
-            self.write_like(req).await
+            match op {
+                Op::Read { key } => self.read(key).await,
+                Op::Write { key, value } => done(self.write(key, *value, request_id).await),
+                Op::Cas { key, from, to } => done(self.cas(key, *from, *to, request_id).await),
+                Op::Append { key, value } => done(self.append(key, *value, request_id).await),
+            }
         })
     }
 }
@@ -284,6 +314,31 @@ mod tests {
         );
         assert_eq!(error_outcome(502, None), Outcome::Info("http-502".into()));
         assert_eq!(error_outcome(400, None), Outcome::Fail("http-400".into()));
+        assert_eq!(
+            error_outcome(
+                409,
+                Some(&json!({"error":"not-a-list","message":"x","definite":true}))
+            ),
+            Outcome::Fail("not-a-list".into())
+        );
+    }
+
+    #[test]
+    fn reads_integers_absent_keys_and_lists() {
+        assert_eq!(
+            read_reply(Some(&json!(null))),
+            Outcome::Ok(Reply::Value(None))
+        );
+        assert_eq!(
+            read_reply(Some(&json!(4))),
+            Outcome::Ok(Reply::Value(Some(4)))
+        );
+        assert_eq!(
+            read_reply(Some(&json!([3, 1]))),
+            Outcome::Ok(Reply::List(vec![3, 1]))
+        );
+        assert!(matches!(read_reply(Some(&json!(["x"]))), Outcome::Fail(_)));
+        assert!(matches!(read_reply(None), Outcome::Fail(_)));
     }
 
     #[test]

@@ -1,0 +1,42 @@
+//! `splitbrain`: a Jepsen-style linearizability test harness for local clusters, as a library.
+//! The binary (`src/main.rs`) only parses arguments and calls [`cli`].
+//!
+//! A test run (`runner`) goes: set up the cluster → start clients and the nemesis → run for
+//! the time limit → heal everything → wait for recovery → final reads → stop → check → report.
+//! Every random choice follows from one seed, printed at the start and stored in `test.json`.
+//!
+//! # Layout
+//! - [`cli`]: one module per subcommand (`test`, `check`, `suite`, `serve`, `bench`): clap
+//!   `Args` and `run(Args) -> exit code`; exit codes in [`cli::exit`].
+//! - [`plan`]: the typed plan of a run ([`plan::TestPlan`]), parsed and validated once from
+//!   the flags `test`, `suite` and `bench` share ([`plan::PlanArgs`]).
+//! - [`runner`]: one test run from its plan to its outcome (`run_test`).
+//! - [`sut`]: the systems under test (`splitbrain`, `etcd`, `cmd`): how to start a member, a
+//!   [`sut::Client`] per member, and what a member says about itself.
+//! - [`cluster`]: the members as local processes: start, kill, pause, resume, restart, die
+//!   with the harness.
+//! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
+//!   `netns`), behind the [`net::Network`] trait.
+//! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
+//! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
+//! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
+//! - [`summary`]: statistics of a run and the terminal summary.
+//! - [`report`]: `report.html`, `latency.svg`, `rate.svg` for a run directory or a history.
+//! - [`store`]: the results directory (`results/<name>/<time>/`, `results/latest`).
+//! - [`suite`]: a matrix of runs from a suite file, `summary.json/html`, `junit.xml`.
+//! - [`testkit`]: fixtures shared by the unit and integration tests (not for production use).
+
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod nemesis;
+pub mod net;
+pub mod plan;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod store;
+pub mod suite;
+pub mod summary;
+pub mod sut;
+pub mod testkit;

@@ -1,0 +1,423 @@
+//! The typed plan of a test run: every option parsed and validated once ([`TestPlan`]), built
+//! the same way by `splitbrain test`, `splitbrain suite` and `splitbrain bench` from
+//! [`PlanArgs`] (the flags they share).
+//!
+//! Names are types: targets ([`TargetKind`]), networks ([`NetKind`]), workloads
+//! ([`WorkloadKind`]) and nemesis lists ([`NemesisList`], kinds from the nemesis registry).
+//! Which fault runs on which network and target follows from their capabilities
+//! (`NetKind::supports`, `TargetKind::peer_links_proxyable`, `FaultKind::needs`), checked in
+//! [`TestPlan::validate`]; errors name the flag.
+
+use crate::cli::exit::BadInput;
+use crate::nemesis::{self, NemesisList};
+use crate::net::NetKind;
+use crate::sut::{Target, TargetKind};
+use serde::Serialize;
+use splitbrain_workloads::seeds::{Seeds, Stream};
+use splitbrain_workloads::WorkloadKind;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The flags of a test run, shared by `splitbrain test` (flattened into its arguments) and
+/// the suite (which starts from their defaults, [`PlanArgs::defaults`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Implementation under test: splitbrain, etcd, or cmd (with --node-cmd).
+    #[arg(long, value_enum, default_value = "splitbrain")]
+    pub target: TargetKind,
+    /// For --target cmd: the command starting a member, with placeholders {id} {listen}
+    /// {peers} {data-dir} {token}, e.g. 'BIN --id {id} --listen {listen} {peers}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub node_cmd: Option<String>,
+    /// Test name (the results sub-directory); default `<target>-<workload>-<nemesis>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of members.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Seconds of client operations (faults included), before healing and final reads.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub time_limit: f64,
+    /// register | cas-register | kv (independent cas-registers) | append (lists per key).
+    #[arg(long, default_value = "kv")]
+    pub workload: WorkloadKind,
+    /// kv, append: operations on each key before moving to a fresh key.
+    #[arg(long, default_value_t = 100)]
+    pub ops_per_key: u64,
+    /// Client workers: a number, or `Kn` for K times the nodes (e.g. `2n`).
+    #[arg(long, default_value = "2n")]
+    pub concurrency: String,
+    /// Operations per second across all workers (0: as fast as possible).
+    #[arg(long, default_value_t = 100.0, value_name = "HZ")]
+    pub rate: f64,
+    /// Comma list of faults: none, kill, pause, partition (a random one of partition-halves,
+    /// isolate-one, isolate-leader, majorities-ring, bridge), any of those five, delay (slow,
+    /// reordering peer links), all (= kill,pause,partition).
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub nemesis: NemesisList,
+    /// Run one fault timeline per choice of --nemesis, so that e.g. a kill can happen while a
+    /// partition holds (Jepsen's combined nemesis). Default: one fault at a time.
+    #[arg(long)]
+    pub nemesis_overlap: bool,
+    /// Seconds each fault is held; rests between faults last ½–1½ of it.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub nemesis_interval: f64,
+    /// Seconds to wait after healing before the final reads.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub recovery_time: f64,
+    /// Seed of every random choice (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Store of runs.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results: PathBuf,
+    /// Extra argument for every member (repeatable), e.g. `--node-arg=--bug --node-arg=stale-read`.
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+    /// Network between members: proxy (a TCP proxy per directed link) or netns (root: a
+    /// network namespace per member, nftables rules; needed to partition etcd).
+    #[arg(long, value_enum, default_value = "proxy")]
+    pub net: NetKind,
+    /// Client request timeout in seconds (a write that times out is `info`).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    pub op_timeout: f64,
+    /// Retry an indefinite write or cas up to N times with the same request id, through the
+    /// next member (exercises the node's request-id dedup; 0: the op is `info` at once).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: usize,
+    /// Seconds to wait before retry i of an indefinite write: i × this.
+    #[arg(long, default_value_t = 0.1, value_name = "SECS")]
+    pub retry_backoff: f64,
+    /// Every write writes a value no other write uses (cas arguments stay small), so that a
+    /// write applied twice shows in the history (catches broken request-id dedup)
+    #[arg(long)]
+    pub unique_writes: bool,
+    /// A network that duplicates requests: with probability P an `ok` write or cas is sent
+    /// again with the same request id through the next member, --retry-backoff (≥ 0.1 s)
+    /// later. A target with request-id dedup must stay linearizable; etcd has none
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub duplicate_writes: f64,
+    /// Checker deadline in seconds (keys not decided by then are `unknown`).
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub check_timeout: f64,
+}
+
+/// Parses `PlanArgs` alone (for its defaults).
+#[derive(clap::Parser)]
+struct PlanOnly {
+    #[command(flatten)]
+    plan: PlanArgs,
+}
+
+impl PlanArgs {
+    /// Every flag at its default (what `splitbrain test` with no flags runs).
+    pub fn defaults() -> PlanArgs {
+        use clap::Parser;
+        match PlanOnly::try_parse_from(["splitbrain"]) {
+            Ok(p) => p.plan,
+            // The defaults above are literals that parse; a failure is a bug in this file.
+            Err(e) => panic!("the default flags of a test do not parse: {e}"),
+        }
+    }
+
+    /// The plan of run `i` (0-based) of a series (seed `seed + i`; a random seed when none is
+    /// given). Errors name the flag.
+    pub fn plan(&self, i: u32) -> Result<TestPlan, BadInput> {
+        let concurrency = parse_concurrency(&self.concurrency, self.nodes).map_err(BadInput)?;
+        let seed = self.seed.unwrap_or_else(random_seed).wrapping_add(i as u64);
+        let name = self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}",
+                self.target.name(),
+                self.workload.name(),
+                self.nemesis.text.replace(',', "+")
+            )
+        });
+        let plan = TestPlan {
+            name,
+            target: self.target,
+            node_cmd: self.node_cmd.clone(),
+            net: self.net,
+            nodes: self.nodes,
+            time_limit_s: self.time_limit,
+            workload: self.workload,
+            ops_per_key: self.ops_per_key,
+            concurrency,
+            rate: self.rate,
+            nemesis: self.nemesis.clone(),
+            nemesis_overlap: self.nemesis_overlap,
+            nemesis_interval_s: self.nemesis_interval,
+            recovery_time_s: self.recovery_time,
+            seed,
+            results: self.results.clone(),
+            node_args: self.node_args.clone(),
+            op_timeout_s: self.op_timeout,
+            retries: self.retries,
+            retry_backoff_s: self.retry_backoff,
+            unique_writes: self.unique_writes,
+            duplicate_writes: self.duplicate_writes,
+            check_timeout_s: self.check_timeout,
+            interactive: true,
+        };
+        plan.validate().map_err(BadInput)?;
+        Ok(plan)
+    }
+}
+
+/// Parses `--concurrency` (`N` or `Kn`) for `nodes` members.
+pub fn parse_concurrency(s: &str, nodes: usize) -> Result<usize, String> {
+    let bad = || format!("--concurrency {s:?}: expected a number or `Kn` (e.g. 2n)");
+    let n = if let Some(k) = s.strip_suffix('n') {
+        k.parse::<usize>().map_err(|_| bad())? * nodes
+    } else {
+        s.parse::<usize>().map_err(|_| bad())?
+    };
+    if n == 0 {
+        return Err(format!("--concurrency {s:?}: need at least one worker"));
+    }
+    Ok(n)
+}
+
+/// A fresh seed from the clock and the process id.
+pub fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    splitbrain_workloads::seeds::fresh(t, std::process::id() as u64)
+}
+
+/// Every option of a test run: written to `test.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestPlan {
+    pub name: String,
+    pub target: TargetKind,
+    /// `--node-cmd` template of the `cmd` target.
+    #[serde(default)]
+    pub node_cmd: Option<String>,
+    pub net: NetKind,
+    pub nodes: usize,
+    pub time_limit_s: f64,
+    pub workload: WorkloadKind,
+    pub ops_per_key: u64,
+    /// Workers (resolved from `--concurrency`, e.g. `2n` → 10 with 5 nodes).
+    pub concurrency: usize,
+    /// Operations per second across all workers (0: unlimited).
+    pub rate: f64,
+    /// The `--nemesis` list (stored as given).
+    pub nemesis: NemesisList,
+    /// One fault timeline per `--nemesis` choice, so faults overlap (Jepsen's combined
+    /// nemesis); false: one fault at a time.
+    #[serde(default)]
+    pub nemesis_overlap: bool,
+    pub nemesis_interval_s: f64,
+    pub recovery_time_s: f64,
+    pub seed: u64,
+    pub results: PathBuf,
+    pub node_args: Vec<String>,
+    /// Client request timeout.
+    pub op_timeout_s: f64,
+    /// Retries of an indefinite write or cas with the same request id (through the next
+    /// member); 0 = Jepsen's behaviour (the op is `info`).
+    #[serde(default)]
+    pub retries: usize,
+    /// Wait before retry `i` of an indefinite write: `retry_backoff_s × i` seconds.
+    #[serde(default)]
+    pub retry_backoff_s: f64,
+    /// Every write writes a value of its own (`--unique-writes`), so that a write applied
+    /// twice is visible (see `splitbrain_workloads::WorkerGen::set_unique_writes`).
+    #[serde(default)]
+    pub unique_writes: bool,
+    /// Probability that an `ok` write or cas is duplicated by the network `retry_backoff_s`
+    /// (at least 0.1 s) later (`--duplicate-writes`; see `client::Duplicate`). 0: never.
+    #[serde(default)]
+    pub duplicate_writes: f64,
+    /// Checker deadline (undecided keys are `unknown`).
+    pub check_timeout_s: f64,
+    /// Show the progress bar and print the summary.
+    #[serde(skip)]
+    pub interactive: bool,
+}
+
+impl TestPlan {
+    /// Validates the options; errors name the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.duplicate_writes) {
+            return Err(format!(
+                "--duplicate-writes {}: expected a probability in 0..=1",
+                self.duplicate_writes
+            ));
+        }
+        if self.nodes == 0 || self.nodes > 15 {
+            return Err(format!("--nodes {}: expected 1..=15", self.nodes));
+        }
+        if !(self.time_limit_s > 0.0) {
+            return Err(format!(
+                "--time-limit {}: must be positive",
+                self.time_limit_s
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency: need at least one worker".into());
+        }
+        if self.rate < 0.0 || !self.rate.is_finite() {
+            return Err(format!("--rate {}: must be ≥ 0", self.rate));
+        }
+        if !(self.nemesis_interval_s > 0.0) {
+            return Err(format!(
+                "--nemesis-interval {}: must be positive",
+                self.nemesis_interval_s
+            ));
+        }
+        if self.recovery_time_s < 0.0 {
+            return Err(format!(
+                "--recovery-time {}: must be ≥ 0",
+                self.recovery_time_s
+            ));
+        }
+        if !(self.retry_backoff_s >= 0.0 && self.retry_backoff_s.is_finite()) {
+            return Err(format!(
+                "--retry-backoff {}: must be ≥ 0",
+                self.retry_backoff_s
+            ));
+        }
+        if !(self.op_timeout_s > 0.0) {
+            return Err(format!(
+                "--op-timeout {}: must be positive",
+                self.op_timeout_s
+            ));
+        }
+        if self.ops_per_key == 0 {
+            return Err("--ops-per-key: must be at least 1".into());
+        }
+        let sut = self.target.resolve(self.node_cmd.as_deref())?;
+        let _ = sut;
+        for kind in self.nemesis.kinds() {
+            let needs = kind.needs();
+            if !self.net.supports(kind) {
+                return Err(format!(
+                    "--nemesis {} needs another --net: the {} network {}",
+                    kind.name(),
+                    self.net.name(),
+                    self.net.missing(needs)
+                ));
+            }
+            if needs.peer_links()
+                && self.net.works_through_peer_addresses()
+                && !self.target.peer_links_proxyable()
+            {
+                return Err(format!(
+                    "--target {t} with --nemesis {k} needs --net netns (root): the {n} network cannot reach {t}'s peer links",
+                    t = self.target.name(),
+                    k = kind.name(),
+                    n = self.net.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn member_ids(&self) -> Vec<String> {
+        (1..=self.nodes).map(|i| format!("n{i}")).collect()
+    }
+
+    /// The nemesis schedule this run will follow.
+    pub fn schedule(&self) -> Vec<nemesis::Planned> {
+        let choices = &self.nemesis.choices;
+        let plan = if self.nemesis_overlap {
+            nemesis::plan_overlapping
+        } else {
+            nemesis::plan
+        };
+        plan(
+            choices,
+            &self.member_ids(),
+            Duration::from_secs_f64(self.time_limit_s),
+            Duration::from_secs_f64(self.nemesis_interval_s),
+            self.seeds().of(Stream::Nemesis),
+        )
+    }
+}
+
+impl TestPlan {
+    /// The run's named random streams.
+    pub fn seeds(&self) -> Seeds {
+        Seeds::new(self.seed)
+    }
+
+    /// The system under test's adapter (validated in [`TestPlan::validate`]).
+    pub fn sut(&self) -> Result<Arc<dyn Target>, BadInput> {
+        self.target
+            .resolve(self.node_cmd.as_deref())
+            .map_err(BadInput)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_accepts_numbers_and_multiples_of_nodes() {
+        assert_eq!(parse_concurrency("7", 5), Ok(7));
+        assert_eq!(parse_concurrency("2n", 5), Ok(10));
+        assert_eq!(parse_concurrency("1n", 3), Ok(3));
+        assert!(parse_concurrency("0", 3).is_err());
+        assert!(parse_concurrency("xn", 3)
+            .unwrap_err()
+            .contains("--concurrency"));
+    }
+
+    fn args(f: impl FnOnce(&mut PlanArgs)) -> Result<TestPlan, String> {
+        let mut a = PlanArgs::defaults();
+        a.seed = Some(1);
+        f(&mut a);
+        a.plan(0).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn etcd_partitions_on_the_proxy_network_are_refused_by_capability() {
+        let e = args(|a| {
+            a.target = TargetKind::Etcd;
+            a.nemesis = "isolate-one".parse().unwrap();
+        })
+        .unwrap_err();
+        assert!(e.contains("--net netns") && e.contains("etcd"), "{e}");
+        assert!(args(|a| {
+            a.target = TargetKind::Etcd;
+            a.nemesis = "kill,pause".parse().unwrap();
+        })
+        .is_ok());
+        assert!(args(|a| {
+            a.target = TargetKind::Etcd;
+            a.net = NetKind::Netns;
+            a.nemesis = "partition".parse().unwrap();
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn delay_on_netns_is_refused_because_netns_cannot_delay() {
+        let e = args(|a| {
+            a.net = NetKind::Netns;
+            a.nemesis = "delay".parse().unwrap();
+        })
+        .unwrap_err();
+        assert!(e.contains("--nemesis delay") && e.contains("netns"), "{e}");
+        assert!(NetKind::Proxy.supports(&crate::nemesis::delay::DelayKind));
+        assert!(!NetKind::Netns.supports(&crate::nemesis::delay::DelayKind));
+    }
+
+    #[test]
+    fn the_default_plan_is_valid_and_names_itself_after_its_parts() {
+        let p = args(|_| {}).unwrap();
+        assert_eq!(p.name, "splitbrain-kv-all");
+        assert_eq!(p.concurrency, 10);
+        let j = serde_json::to_value(&p).unwrap();
+        assert_eq!(j["target"], "splitbrain");
+        assert_eq!(j["net"], "proxy");
+        assert_eq!(j["nemesis"], "all");
+        assert_eq!(j["workload"], "kv");
+    }
+}

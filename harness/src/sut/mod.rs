@@ -1,0 +1,238 @@
+//! Targets: the implementation under test, behind one adapter interface.
+//!
+//! A target knows three things about its implementation, and nothing about faults:
+//! 1. how to start member `id` given the cluster's layout ([`Target::command`]): the program, its
+//!    arguments and environment, from a [`MemberSpec`] (client listen address, peer listen
+//!    address, the address this member must dial to reach each peer, data dir, log file, token);
+//! 2. how a client talks to a member ([`Target::client`] → [`Client::invoke`] of a typed
+//!    [`Op`]: read, write, cas, append), answering an [`Outcome`] — `Ok`, `Fail` (it certainly
+//!    did not happen) or `Info` (it may have happened: timeouts, connections lost after
+//!    sending);
+//! 3. what a member says about itself ([`Target::status`]): role, term and who it thinks leads;
+//!    the harness uses it for readiness and for `isolate-leader`.
+//!
+//! Starting, killing (SIGKILL), pausing (SIGSTOP/SIGCONT) and restarting processes is the
+//! cluster's job (`crate::cluster`), the same for every target; cutting links is the network's
+//! job (`crate::net`). A target never owns a process.
+//!
+//! # Layout
+//! - `splitbrain`: the project's node, run as `<current exe> node …` ([`splitbrain::Splitbrain`]).
+//! - `etcd`, `cmd`: see their modules (issue 6).
+//!
+//! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
+
+pub mod cmd;
+pub mod etcd;
+pub mod splitbrain;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed, sendable future: what the async methods of [`Target`] and [`Client`] return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub use splitbrain_workloads::{Op, Outcome, Reply};
+
+/// Where one member lives and how it reaches its peers. Built by the cluster from the network's
+/// layout; every address is on loopback (or inside the member's namespace with `netns`).
+#[derive(Debug, Clone)]
+pub struct MemberSpec {
+    /// `n1` … `nN`.
+    pub id: String,
+    /// Where the member serves clients (and the harness asks `/status`).
+    pub client_addr: SocketAddr,
+    /// Where the member listens for its peers. Equal to `client_addr` for targets whose
+    /// [`Target::shares_client_and_peer_port`] is true.
+    pub peer_addr: SocketAddr,
+    /// For every other member: the address this member must dial to reach it. With the proxy
+    /// network each one is the listen address of the proxy on the directed link `id → peer`.
+    pub routes: Vec<PeerRoute>,
+    /// The member's data directory (kept across kill/restart).
+    pub data_dir: PathBuf,
+    /// Where the member's stdout and stderr go (`nodes/<id>.log`).
+    pub log_file: PathBuf,
+    /// A token shared by the cluster's members (peer RPC authentication).
+    pub cluster_token: String,
+    /// Extra arguments given with `--node-arg`, appended as is.
+    pub extra_args: Vec<String>,
+    /// A seed for this member, derived from the run's seed (for targets that take one).
+    pub seed: u64,
+}
+
+/// The address a member dials to reach peer `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRoute {
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+/// A command line to start one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What a member says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct MemberStatus {
+    /// `leader`, `follower`, `candidate`, … as the implementation names it.
+    pub role: Option<String>,
+    pub term: Option<u64>,
+    /// The id (`n3`) of the member it believes leads, if any.
+    pub leader: Option<String>,
+}
+
+/// An implementation under test. See the module docs.
+pub trait Target: Send + Sync {
+    /// The name given to `--target`.
+    fn name(&self) -> &'static str;
+
+    /// True if the member serves clients and peers on one port (then the cluster sets
+    /// `peer_addr == client_addr`).
+    fn shares_client_and_peer_port(&self) -> bool;
+
+    /// The command line that starts `member` (the same for first start and restarts: the
+    /// data dir tells the member it is restarting). `all` is every member, in id order.
+    fn command(&self, member: &MemberSpec, all: &[MemberSpec]) -> anyhow::Result<MemberCommand>;
+
+    /// A client bound to `member`, whose requests give up after `timeout` (→ `Info` for
+    /// writes, `Fail` for reads).
+    fn client(&self, member: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>>;
+
+    /// Asks `member` about itself; an error if it does not answer within `timeout`.
+    fn status<'a>(
+        &'a self,
+        member: &'a MemberSpec,
+        timeout: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<MemberStatus>>;
+}
+
+/// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
+/// ids (`c<process>-<seq>`) make writes idempotent on targets that support it; others may
+/// ignore them. What the history records is the workload's business, not the target's.
+pub trait Client: Send + Sync {
+    /// Performs `op`: `Ok(Reply::Done)` for an applied write, cas or append; `Ok(Reply::Value)`
+    /// or `Ok(Reply::List)` for a read (`Value(None)`: absent). A cas whose `from` did not
+    /// match is `Fail("cas-mismatch")`; a read that failed is `Fail`; an answer that may or
+    /// may not have applied is `Info`.
+    fn invoke<'a>(&'a self, op: &'a Op, request_id: &'a str) -> BoxFuture<'a, Outcome<Reply>>;
+}
+
+/// Typed shorthands over [`Client::invoke`] for the integer registers (bench and tests).
+impl dyn Client + '_ {
+    /// Reads an integer register (`Ok(None)`: absent); a list is `Fail`.
+    pub async fn read(&self, key: &str) -> Outcome<Option<i64>> {
+        let op = Op::Read {
+            key: key.to_string(),
+        };
+        match self.invoke(&op, "").await {
+            Outcome::Ok(Reply::Value(v)) => Outcome::Ok(v),
+            Outcome::Ok(other) => Outcome::Fail(format!("not an integer register: {other:?}")),
+            Outcome::Fail(r) => Outcome::Fail(r),
+            Outcome::Info(r) => Outcome::Info(r),
+        }
+    }
+
+    /// Writes `value` to `key`.
+    pub async fn write(&self, key: &str, value: i64, request_id: &str) -> Outcome<()> {
+        let op = Op::Write {
+            key: key.to_string(),
+            value,
+        };
+        unit(self.invoke(&op, request_id).await)
+    }
+
+    /// Sets `key` to `to` if it holds `from`.
+    pub async fn cas(&self, key: &str, from: i64, to: i64, request_id: &str) -> Outcome<()> {
+        let op = Op::Cas {
+            key: key.to_string(),
+            from,
+            to,
+        };
+        unit(self.invoke(&op, request_id).await)
+    }
+}
+
+fn unit(o: Outcome<Reply>) -> Outcome<()> {
+    match o {
+        Outcome::Ok(_) => Outcome::Ok(()),
+        Outcome::Fail(r) => Outcome::Fail(r),
+        Outcome::Info(r) => Outcome::Info(r),
+    }
+}
+
+/// The implementations `--target` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// The project's own node.
+    Splitbrain,
+    /// Debian's etcd 3.4.
+    Etcd,
+    /// Any binary with the node's client API (`--node-cmd`).
+    Cmd,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 3] = [TargetKind::Splitbrain, TargetKind::Etcd, TargetKind::Cmd];
+
+    /// The `--target` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Splitbrain => "splitbrain",
+            TargetKind::Etcd => "etcd",
+            TargetKind::Cmd => "cmd",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<TargetKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// True if its members dial the peer addresses the harness gives each of them, so that a
+    /// network can put a proxy on every directed link. etcd dials the peer URLs of its
+    /// membership (the same for every member), so per-link proxies cannot reach its links.
+    pub fn peer_links_proxyable(self) -> bool {
+        !matches!(self, TargetKind::Etcd)
+    }
+
+    /// True if it runs without a command template of the user's (suites and bench run these).
+    pub fn builtin(self) -> bool {
+        !matches!(self, TargetKind::Cmd)
+    }
+
+    /// The network a suite uses for it unless the suite file says otherwise: `netns` where
+    /// the proxy cannot reach the peer links.
+    pub fn default_suite_net(self) -> crate::net::NetKind {
+        if self.peer_links_proxyable() {
+            crate::net::NetKind::Proxy
+        } else {
+            crate::net::NetKind::Netns
+        }
+    }
+
+    /// The adapter (with `node_cmd`, the `--node-cmd` template, for `cmd`); errors name the flag.
+    pub fn resolve(self, node_cmd: Option<&str>) -> Result<Arc<dyn Target>, String> {
+        match (self, node_cmd) {
+            (TargetKind::Cmd, Some(t)) => {
+                Ok(Arc::new(cmd::Cmd::parse(t).map_err(|e| e.to_string())?))
+            }
+            (TargetKind::Cmd, None) => Err(
+                "--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into(),
+            ),
+            (other, Some(_)) => Err(format!(
+                "--node-cmd is only for --target cmd, not {:?}",
+                other.name()
+            )),
+            (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),
+            (TargetKind::Etcd, None) => Ok(Arc::new(etcd::Etcd::default())),
+        }
+    }
+}

@@ -1,2 +1,0 @@
-//! Helpers shared by the `suite_*` integration tests.
-pub mod junit_schema;
