@@ -8,7 +8,6 @@
 
 // The harness is a binary crate: compile the module in directly.
 #[path = "../src/net/message/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod message;
 
 use axum::body::Bytes;

@@ -38,7 +38,7 @@
 use super::wire::{Kind, Summary};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use splitbrain_node::raft::{Message, MessageBody, NodeId, Term};
+use splitbrain_node::raft::{Index, Message, MessageBody, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -74,6 +74,8 @@ pub struct Seen<'a> {
     pub kind: Kind,
     /// A pre-vote or its answer: `term` is only prospective.
     pub pre_vote: bool,
+    /// A successful append response: the sender's match index.
+    pub matched: Option<Index>,
 }
 
 impl WireMessage for Message {
@@ -87,11 +89,20 @@ impl WireMessage for Message {
             MessageBody::Vote { pre_vote: true, .. }
                 | MessageBody::VoteResponse { pre_vote: true, .. }
         );
+        let matched = match &self.body {
+            MessageBody::AppendResponse {
+                success: true,
+                match_index,
+                ..
+            } => Some(*match_index),
+            _ => None,
+        };
         Some(Seen {
             from: &self.from,
             term: self.term,
             kind: self.kind(),
             pre_vote,
+            matched,
         })
     }
 
@@ -673,6 +684,9 @@ pub struct NodeView {
     pub role: SeenRole,
     /// When its latest message was seen.
     pub last_seen: Duration,
+    /// Its latest successful append response: `(term, match index)` — how far it holds the
+    /// leader's log of that term.
+    pub matched: Option<(Term, Index)>,
 }
 
 /// Terms and roles as seen on the wire, for aimed nemeses.
@@ -716,12 +730,16 @@ impl WireView {
                     term: 0,
                     role,
                     last_seen: now,
+                    matched: None,
                 },
             );
         }
         // Just inserted if it was missing.
         let node = self.nodes.get_mut(m.from).expect("a node view");
         node.last_seen = now;
+        if let Some(i) = m.matched {
+            node.matched = Some((m.term, i));
+        }
         if pre {
             // A pre-vote's term is prospective: it says nothing about the sender's term.
             if kind == Kind::Vote {

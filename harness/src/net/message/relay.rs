@@ -12,6 +12,8 @@
 //!   as `unparsed` and passed through untouched; the sender gets the node's own answer. A body
 //!   over [`RelayConfig::body_limit`] is refused with the node's `413 too-large`, a wrong token
 //!   (when [`RelayConfig::token`] is set) with its `401`.
+//! - A link that is cut drops what arrives on it and what was still queued or held on it when
+//!   the cut began (messages in flight are lost).
 //! - Anything else (`/kv`, `/status`: client requests a follower forwards to the leader) is
 //!   passed through untouched and its answer returned. A cut link refuses them with `503`
 //!   (`definite: true`: nothing was delivered); an answer arriving after its link was cut is
@@ -27,7 +29,8 @@
 //! # Shutdown
 //! [`Relay::shutdown`] stops accepting, ends the delivery tasks (held and queued deliveries are
 //! discarded) and waits for in-flight requests up to a deadline, then aborts what is left.
-//! Dropping a [`Relay`] stops everything without waiting.
+//! Dropping a [`Relay`] stops everything without waiting. (A pass-through request still in
+//! flight when the deadline passes ends at its own deadline.)
 
 use super::faults::{
     Counters, Delivery, Fault, FaultEngine, FaultError, FaultName, Link, WireView,
@@ -303,7 +306,10 @@ impl Relay {
                     cfg: cfg.clone(),
                 });
                 let router = Router::new()
-                    .route("/raft/{route}", post(raft_route))
+                    .route(
+                        "/raft/{route}",
+                        post(raft_route).fallback(pass_through_route),
+                    )
                     .fallback(pass_through_route)
                     .layer(DefaultBodyLimit::max(cfg.body_limit))
                     .with_state(ctx.clone());
@@ -593,6 +599,8 @@ async fn deliver_loop(
             },
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
         }
+        // Let requests being handled right now add to this batch (fewer, larger POSTs).
+        tokio::task::yield_now().await;
         while let Ok(q) = rx.try_recv() {
             push(&mut heap, q);
         }
@@ -600,6 +608,11 @@ async fn deliver_loop(
         while heap.peek().is_some_and(|h| h.at <= now) {
             // Just checked that the heap has an element.
             due.push(heap.pop().expect("a due delivery"));
+        }
+        if !due.is_empty() && ctx.shared.engine().is_cut(&ctx.link) {
+            // Cut while they were queued or held: lost in flight, as on a real network.
+            ctx.shared.engine().counters_mut().cut += due.len() as u64;
+            due.clear();
         }
         let mut start = 0;
         while start < due.len() {

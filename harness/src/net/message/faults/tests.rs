@@ -387,6 +387,13 @@ fn the_wire_view_follows_terms_and_leaders() {
     a.to = "n1".into();
     e.on_message(&l3, a.clone(), Duration::from_millis(8), &mut out);
     assert_eq!(e.view().current_leader().map(String::as_str), Some("n3"));
+    e.on_message(
+        &link("n2", "n1"),
+        append_resp(4, 9),
+        Duration::from_millis(8),
+        &mut out,
+    );
+    assert_eq!(e.view().nodes["n2"].matched, Some((4, 9)));
     // Two senders of appends in one term.
     a.from = "n2".into();
     e.on_message(&link("n2", "n1"), a, Duration::from_millis(9), &mut out);

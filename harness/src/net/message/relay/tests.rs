@@ -93,7 +93,10 @@ async fn sink_status() -> Response {
 async fn sink() -> (SocketAddr, Arc<Sink>) {
     let s = Arc::new(Sink::default());
     let app = Router::new()
-        .route("/raft/{route}", post(sink_raft))
+        .route(
+            "/raft/{route}",
+            post(sink_raft).get(|| async { (StatusCode::METHOD_NOT_ALLOWED, [("x-sink", "yes")]) }),
+        )
         .route("/status", axum::routing::get(sink_status))
         .with_state(s.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -264,6 +267,22 @@ async fn reorder_lets_a_later_message_overtake_a_held_one() {
 }
 
 #[tokio::test]
+async fn a_cut_also_drops_messages_already_held_on_the_link() {
+    let (relay, sink, url) = relay_to_sink(|_| {}).await;
+    let ctl = relay.control();
+    // As above: seed 7 holds the first append on n1→n2 for more than 100 ms.
+    ctl.set_fault(Fault::reorder(Duration::from_millis(300)))
+        .unwrap();
+    post_raw(&url, "append", wire::encode_one(&append(1, 0, 1))).await;
+    ctl.set_cuts([("n1".into(), "n2".into())].into_iter().collect())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(sink.messages().is_empty());
+    assert_eq!(ctl.counters().cut, 1);
+    relay.shutdown(DEADLINE).await;
+}
+
+#[tokio::test]
 async fn an_unparseable_body_is_passed_through_untouched_and_counted() {
     let (relay, sink, url) = relay_to_sink(|_| {}).await;
     let r = post_raw(&url, "append", b"{\"not\": \"a message\"}".to_vec()).await;
@@ -327,10 +346,9 @@ async fn one_per_request_batching_sends_bodies_of_one_message() {
     let b = [append(1, 0, 1), append(1, 1, 1), append(1, 2, 1)];
     post_raw(&url, "append", wire::encode_batch(&[&b[0], &b[1], &b[2]])).await;
     sink.wait_for(3).await;
-    let got = sink.got.lock().unwrap();
+    let got: Vec<Got> = sink.got.lock().unwrap().clone();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|g| !g.2 && g.3.len() == 1));
-    drop(got);
     relay.shutdown(DEADLINE).await;
 }
 
@@ -360,6 +378,18 @@ async fn client_requests_pass_through_and_a_cut_link_refuses_them_definitely() {
     assert_eq!(v, json!({"role": "leader", "term": 7}));
     let r = client().get(format!("{url}/nothing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "the destination's 404");
+    let r = client()
+        .get(format!("{url}/raft/append"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the destination's own 405"
+    );
+    assert_eq!(r.headers()["x-sink"], "yes");
+    assert_eq!(relay.control().counters().seen, 0);
     relay
         .control()
         .set_cuts([("n1".into(), "n2".into())].into_iter().collect())
@@ -545,5 +575,68 @@ async fn real_nodes_elect_write_and_fail_over_through_the_relay() {
     assert!(k.seen > 10 && k.cut > 0, "{k:?}");
     assert_eq!((k.unparsed, k.refused), (0, 0), "{k:?}");
     ctl.heal();
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_nodes_make_progress_under_loss_dup_reorder_and_replay() {
+    let c = cluster(23).await;
+    c.leader(None).await;
+    let ctl = c.relay.control();
+    for f in [
+        "msg-loss p=0.1",
+        "msg-dup p=0.1",
+        "msg-reorder p=0.3 delay-ms=20",
+        "msg-replay p=0.2 depth=8",
+    ] {
+        ctl.set_fault(Fault::parse(f).unwrap()).unwrap();
+    }
+    let http = client();
+    let ids: Vec<String> = c.clients.keys().cloned().collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    for v in 1..=5u64 {
+        // Retried with the same request id until it answers 200 (idempotent).
+        loop {
+            assert!(
+                Instant::now() < end,
+                "write {v} did not succeed before the deadline"
+            );
+            let node = &ids[v as usize % ids.len()];
+            let r = http
+                .put(format!("{}/kv/k", c.clients[node]))
+                .json(&json!({"value": v, "request_id": format!("c1-{v}")}))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            if matches!(&r, Ok(r) if r.status() == StatusCode::OK) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A second of heartbeats under the faults, then heal and read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ctl.heal();
+    let r = loop {
+        assert!(Instant::now() < end, "no read before the deadline");
+        let r = http
+            .get(format!("{}/kv/k", c.clients[&ids[0]]))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == StatusCode::OK {
+                break r.json::<serde_json::Value>().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r, json!({"value": 5}));
+    let k = ctl.counters();
+    assert!(
+        k.lost > 0 && k.duplicated > 0 && k.reordered > 0 && k.replayed > 0,
+        "every fault acted: {k:?}"
+    );
+    assert_eq!((k.unparsed, k.refused), (0, 0), "{k:?}");
     c.stop().await;
 }
