@@ -121,6 +121,12 @@ pub struct Counterexample {
     pub prefix: Vec<Op>,
     /// The model state after `prefix`.
     pub state: Value,
+    /// Set when the history was refuted without a search, by a fact about real time and the
+    /// values (e.g. "every op that writes 3 was invoked after this op completed"): then
+    /// `prefix` is empty, `state` is the initial state, `window` holds `op` and the ops the
+    /// fact is about, and `op` may be legal in `state` (the fact, not the state, refutes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl Counterexample {
@@ -138,6 +144,13 @@ impl Counterexample {
             "not linearizable{key}: {} cannot be placed",
             describe_op(&self.op)
         );
+        if let Some(proof) = &self.proof {
+            let _ = writeln!(out, "because {proof}:");
+            for op in &self.window {
+                let _ = writeln!(out, "  {}", describe_op(op));
+            }
+            return out;
+        }
         let _ = writeln!(
             out,
             "longest linearizable prefix: {} ops, ending in state {}",
@@ -418,6 +431,33 @@ fn run_partition<M: SearchModel>(
 ) -> (Outcome, Option<Counterexample>) {
     let calls: Vec<u64> = kept.iter().map(|&i| history.ops[i].call).collect();
     let rets: Vec<u64> = kept.iter().map(|&i| history.ops[i].ret).collect();
+    // Cheap proofs first: facts that refute the partition without a search (unless the
+    // check is already stopped: then it is `unknown`, as always).
+    if let Some(rf) = limits
+        .stop()
+        .is_none()
+        .then(|| m.refute(&calls, &rets))
+        .flatten()
+    {
+        let op = &history.ops[kept[rf.op]];
+        let mut window: Vec<Op> = std::iter::once(rf.op)
+            .chain(rf.with.iter().copied())
+            .map(|j| history.ops[kept[j]].clone())
+            .collect();
+        window.sort_by_key(|o| o.call);
+        window.dedup_by_key(|o| o.id);
+        return (
+            Outcome::Invalid,
+            Some(Counterexample {
+                key: part.key.clone(),
+                op: op.clone(),
+                window,
+                prefix: Vec::new(),
+                state: m.describe(&m.init()),
+                proof: Some(rf.fact),
+            }),
+        );
+    }
     let (outcome, trace) = search(m, &calls, &rets, limits, true);
     if outcome != Outcome::Invalid {
         return (outcome, None);
@@ -441,6 +481,7 @@ fn run_partition<M: SearchModel>(
                     .map(|&j| history.ops[kept[j]].clone())
                     .collect(),
                 state: m.describe(&t.state),
+                proof: None,
             })
         }
         _ => None,

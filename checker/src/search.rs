@@ -40,6 +40,23 @@ pub(crate) trait SearchModel {
     fn input_class(&self, _op: usize) -> Option<u64> {
         None
     }
+    /// A cheap proof that the ops (local indices, with invocation and completion positions)
+    /// have no linearization, found without searching; `None` when the model has none. Must
+    /// be sound: `Some` only when the search would say invalid.
+    fn refute(&self, _calls: &[u64], _rets: &[u64]) -> Option<Refutation> {
+        None
+    }
+}
+
+/// A cheap proof of non-linearizability: `op` cannot take effect, because of `with`.
+#[derive(Clone, Debug)]
+pub(crate) struct Refutation {
+    /// The op that can be placed nowhere (local index).
+    pub op: usize,
+    /// The ops the argument is about (local indices).
+    pub with: Vec<usize>,
+    /// The argument, in words.
+    pub fact: String,
 }
 
 /// Where the search stopped.
@@ -116,7 +133,7 @@ pub(crate) struct Limits<'a> {
 }
 
 impl Limits<'_> {
-    fn stop(&self) -> Option<Outcome> {
+    pub(crate) fn stop(&self) -> Option<Outcome> {
         if self.cancel.iter().any(|c| c.load(Ordering::Relaxed)) {
             return Some(Outcome::Cancelled);
         }
