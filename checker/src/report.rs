@@ -1,7 +1,7 @@
 //! Checking a whole history: partitions, parallelism, deadlines, verdicts and counterexamples.
 
 use crate::history::{History, Op};
-use crate::model::{compile, Compiled};
+use crate::model::{compile, Compiled, ModelError};
 use crate::search::{search, Limits, MemoryBudget, Outcome, SearchModel};
 use crate::ModelKind;
 use rayon::prelude::*;
@@ -305,19 +305,11 @@ pub fn try_check(
             None => f(),
         }
     }
-    type Slot = std::sync::Mutex<(Vec<usize>, Compiled)>;
-    let compiled: Vec<Result<Slot, _>> = in_pool(pool.as_ref(), || {
-        parts
-            .par_iter()
-            .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
-            .collect()
-    });
-    // The first bad op in partition order is reported.
-    let compiled: Vec<Slot> = compiled.into_iter().collect::<Result<_, _>>()?;
-    let sizes: Vec<usize> = compiled
-        .iter()
-        .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
-        .collect();
+    // Each partition is compiled just before its search and dropped after it, so memory holds
+    // the compiled models of the partitions being searched, not of all of them. Every
+    // partition is compiled even when the check stops early, so a bad op is always an error
+    // (the first in partition order), never hidden behind a verdict.
+    let sizes: Vec<usize> = parts.iter().map(|p| p.ops.len()).collect();
     if let Some(pr) = &opts.progress {
         pr.total.fetch_add(parts.len(), Ordering::Relaxed);
     }
@@ -328,11 +320,16 @@ pub fn try_check(
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
 
-    let run_one = |i: usize| -> (KeyResult, Option<Counterexample>) {
+    let run_one = |i: usize| -> Result<(KeyResult, Option<Counterexample>), ModelError> {
         let t0 = Instant::now();
-        // Poisoning needs a panic in another holder; each mutex has exactly one user.
-        let guard = compiled[i].lock().unwrap_or_else(|p| p.into_inner());
-        let (kept, model_c) = &*guard;
+        let (kept, model_c) = match compile(model, &history.ops, &parts[i].ops) {
+            Ok(c) => c,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let kept = &kept;
         let cancel = [user_cancel, &stop];
         let limits = Limits {
             deadline,
@@ -343,7 +340,7 @@ pub fn try_check(
             },
             memory: opts.memory.as_deref(),
         };
-        let (outcome, cx) = match model_c {
+        let (outcome, cx) = match &model_c {
             Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::Knossos(m) => run_partition(m, history, kept, &parts[i], &limits),
@@ -361,7 +358,7 @@ pub fn try_check(
             Outcome::Cancelled => (Verdict::Unknown, Some("cancelled".to_string())),
             Outcome::MemoryLimit => (Verdict::Unknown, Some("memory-limit".to_string())),
         };
-        (
+        Ok((
             KeyResult {
                 key: parts[i].key.clone(),
                 verdict,
@@ -371,10 +368,11 @@ pub fn try_check(
                 counterexample: cx.clone(),
             },
             cx,
-        )
+        ))
     };
 
-    let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
+    type One = Result<(KeyResult, Option<Counterexample>), ModelError>;
+    let mut results: Vec<(usize, One)> = if parts.len() == 1 {
         vec![(0, run_one(0))]
     } else {
         in_pool(pool.as_ref(), || {
@@ -382,6 +380,11 @@ pub fn try_check(
         })
     };
     results.sort_by_key(|(i, _)| *i);
+    // The first bad op in partition order is reported.
+    let results: Vec<(usize, (KeyResult, Option<Counterexample>))> = results
+        .into_iter()
+        .map(|(i, r)| r.map(|r| (i, r)))
+        .collect::<Result<_, _>>()?;
 
     let mut counts = PartitionCounts {
         total: parts.len(),
