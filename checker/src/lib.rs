@@ -6,10 +6,14 @@
 //!   [`history::History`] of operations the checker reads.
 //! * [`read`]: readers for the native JSONL, Jepsen/Knossos EDN ([`read::edn`]) and
 //!   Porcupine's logs, with format detection (one file per format under `read/`).
-//! * [`model`]: the sequential models (`register`, `cas-register`, `kv`, `append-kv`).
+//! * [`model`]: the sequential models (`register`, `cas-register`, `kv`, `append-kv`, and
+//!   Knossos's `mutex`, `multi-register`, `set`, `fifo-queue`, `unordered-queue` in
+//!   `model/knossos.rs`), each with its cheap proofs (`refute`: facts that refute a partition
+//!   without a search).
 //! * [`replay()`]: step-by-step replay of ops in a given order (a counterexample's prefix and
 //!   its failing op) with the models' states before and after each step.
-//! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition.
+//! * [`search`]: Wing & Gong's search with Lowe's memoisation, per partition; the memo keys
+//!   sets by their frontier (bounded by concurrency) and is paid for from a [`MemoryBudget`].
 //! * [`check()`]: partitions a history (P-compositionality), checks partitions in parallel and
 //!   builds the [`CheckReport`] with a [`Counterexample`] for an invalid partition.
 //!
@@ -21,10 +25,13 @@
 //!   timestamps work; op A precedes B iff A's completion comes before B's invocation.
 //! * `register` / `cas-register` start absent (`null`); `kv` is a cas-register per key;
 //!   `append-kv` is Porcupine's kv model (strings, initial `""`).
-//! * A verdict is `Valid`, `Invalid` or `Unknown` (deadline or cancellation): never a guess.
+//! * A verdict is `Valid`, `Invalid` or `Unknown` (deadline, cancellation or memory limit):
+//!   never a guess.
 //!
 //! # Speed
 //!
+//! Before searching a partition, cheap proofs look for a fact that refutes it outright (a read
+//! of a value only written after it returned, …); the fact is then the counterexample.
 //! Keys are checked independently (P-compositionality) and in parallel; the first invalid key
 //! stops the others unless `all_partitions`. Values are interned to small integers; the memo
 //! stores linearized sets in an arena with incremental hashes. Three exact reductions shrink

@@ -99,7 +99,7 @@ impl FromStr for ModelKind {
 // ---------------------------------------------------------------------------------------------
 
 use crate::history::{Op, OpStatus};
-use crate::search::{FxBuild, SearchModel};
+use crate::search::{FxBuild, Refutation, SearchModel};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -194,6 +194,93 @@ impl SearchModel for RegisterModel {
     }
     fn describe(&self, s: &u32) -> Value {
         self.values[*s as usize].clone()
+    }
+    /// Two facts that need no search (both sound for any linearization):
+    ///
+    /// 1. An op that needs value `v ≠ null` in place (an ok read of `v`, a cas from `v` that
+    ///    succeeded) cannot take effect if every op that can set `v` (a write of `v`, a cas to
+    ///    `v` that did not fail its compare) was invoked after it completed.
+    /// 2. An op that needs the initial `null` cannot take effect after an op that set another
+    ///    value completed, when no op can set `null` again.
+    fn refute(&self, calls: &[u64], rets: &[u64]) -> Option<Refutation> {
+        let n = self.inputs.len();
+        let nv = self.values.len();
+        // Per value: the earliest invocation of an op that can set it, and that op.
+        let mut first_set: Vec<Option<(u64, usize)>> = vec![None; nv];
+        let mut earliest_done: Option<(u64, usize)> = None; // a completed op setting non-null
+        for i in 0..n {
+            let set = match self.inputs[i] {
+                RegInput::Write(v) => Some((v, true)),
+                RegInput::Cas {
+                    to, ok: Some(true), ..
+                } => Some((to, true)),
+                RegInput::Cas { to, ok: None, .. } => Some((to, false)),
+                _ => None,
+            };
+            if let Some((v, certain)) = set {
+                let e = &mut first_set[v as usize];
+                if e.is_none_or(|(c, _)| calls[i] < c) {
+                    *e = Some((calls[i], i));
+                }
+                if certain
+                    && v != 0
+                    && rets[i] != u64::MAX
+                    && earliest_done.is_none_or(|(r, _)| rets[i] < r)
+                {
+                    earliest_done = Some((rets[i], i));
+                }
+            }
+        }
+        let needs = |i: usize| match self.inputs[i] {
+            RegInput::Read(v) => Some(v),
+            RegInput::Cas {
+                from,
+                ok: Some(true),
+                ..
+            } => Some(from),
+            _ => None,
+        };
+        for r in 0..n {
+            let Some(v) = needs(r) else { continue };
+            if rets[r] == u64::MAX {
+                continue;
+            }
+            if v != 0 {
+                match first_set[v as usize] {
+                    None => {
+                        return Some(Refutation {
+                            op: r,
+                            with: vec![],
+                            fact: format!("no op writes {}", self.values[v as usize]),
+                        })
+                    }
+                    Some((c, w)) if c > rets[r] => {
+                        return Some(Refutation {
+                            op: r,
+                            with: vec![w],
+                            fact: format!(
+                                "every op that writes {} was invoked after this op completed",
+                                self.values[v as usize]
+                            ),
+                        })
+                    }
+                    _ => {}
+                }
+            } else if first_set[0].is_none() {
+                if let Some((done, w)) = earliest_done {
+                    if done < calls[r] {
+                        return Some(Refutation {
+                            op: r,
+                            with: vec![w],
+                            fact: "it needs the initial null, but a write of another value \
+                                   completed before it began and no op writes null"
+                                .into(),
+                        });
+                    }
+                }
+            }
+        }
+        None
     }
     fn input_class(&self, op: usize) -> Option<u64> {
         Some(match self.inputs[op] {
@@ -465,6 +552,33 @@ pub(crate) struct AppendKvModel {
     ids: RefCell<HashMap<String, u32>>,
     /// (state, op) → state after the append.
     appended: RefCell<HashMap<(u32, usize), u32, FxBuild>>,
+    /// What each get's result reveals, when values are uniquely decodable (see
+    /// [`AppendKvModel::add_order_hints`]); empty otherwise.
+    parses: Vec<GetParse>,
+    /// Append inputs that are the only writer of their value, ascending.
+    sole: Vec<usize>,
+}
+
+/// The unique parse of one get's result.
+#[derive(Clone, Debug)]
+struct GetParse {
+    /// The get (input index).
+    get: usize,
+    /// False: no sequence of puts and appends produces the result.
+    parsed: bool,
+    /// The put the result starts with: `Some(None)` none (initial `""`), `Some(Some(p))` put
+    /// `p`, `None` not known (its value is written by several ops).
+    shows: Option<Option<usize>>,
+    /// The appends (input indices, each the only writer of its value) the result contains.
+    appends: Vec<usize>,
+}
+
+impl AppendKvModel {
+    /// Whether append input `i` is the only op writing its value (so the parses can tell
+    /// whether a result contains it).
+    fn sole_writer(&self, i: usize) -> bool {
+        self.sole.binary_search(&i).is_ok()
+    }
 }
 
 impl AppendKvModel {
@@ -547,20 +661,40 @@ impl AppendKvModel {
         let mut lens: Vec<usize> = sorted.iter().map(|w| w.len()).collect();
         lens.sort_unstable();
         lens.dedup();
-        let gets: Vec<u32> = self
+        let gets: Vec<(usize, u32)> = self
             .inputs
             .iter()
-            .filter_map(|i| match i {
-                AppInput::Get(g) => Some(*g),
+            .enumerate()
+            .filter_map(|(i, inp)| match inp {
+                AppInput::Get(g) => Some((i, *g)),
                 _ => None,
             })
             .collect();
+        // The put that wrote each put value (by value id), when only one op writes it.
+        let put_of: HashMap<u32, usize> = {
+            let strings = self.strings.borrow();
+            self.inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, inp)| match inp {
+                    AppInput::Put(v)
+                        if producers.get(strings[*v as usize].as_str()) == Some(&1) =>
+                    {
+                        Some((*v, i))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut parses = Vec::new();
         let mut after: HashMap<usize, Option<String>> = HashMap::new();
-        for g in gets {
+        for (gi, g) in gets {
             let text = self.strings.borrow()[g as usize].clone();
             let mut pos = 0;
             let mut found: Vec<(usize, usize)> = Vec::new(); // (offset, append input)
             let mut parsed = true;
+            // What the state shows at its start: no put (None), a known put, or unknown.
+            let mut shows: Option<Option<usize>> = Some(None);
             while pos < text.len() {
                 let w = lens
                     .iter()
@@ -569,6 +703,10 @@ impl AppendKvModel {
                     parsed = false;
                     break;
                 };
+                if pos == 0 && !is_append.contains_key(w) {
+                    let id = self.ids.borrow().get(w).copied();
+                    shows = id.and_then(|id| put_of.get(&id)).map(|&p| Some(p));
+                }
                 match is_append.get(w) {
                     Some(&i) => found.push((pos, i)),
                     // A put value can only start the string (then it may be the put's).
@@ -581,8 +719,20 @@ impl AppendKvModel {
                 pos += w.len();
             }
             if !parsed {
+                parses.push(GetParse {
+                    get: gi,
+                    parsed: false,
+                    shows: None,
+                    appends: Vec::new(),
+                });
                 continue;
             }
+            parses.push(GetParse {
+                get: gi,
+                parsed: true,
+                shows,
+                appends: found.iter().map(|&(_, i)| i).collect(),
+            });
             for (off, i) in found {
                 let want = text[..off].to_string();
                 match after.get(&i) {
@@ -596,6 +746,10 @@ impl AppendKvModel {
                 }
             }
         }
+        self.parses = parses;
+        let mut sole: Vec<usize> = is_append.values().copied().collect();
+        sole.sort_unstable();
+        self.sole = sole;
         for (i, want) in after {
             let id = match want {
                 Some(w) => self.intern(w),
@@ -634,6 +788,94 @@ impl SearchModel for AppendKvModel {
     }
     fn describe(&self, s: &u32) -> Value {
         Value::String(self.strings.borrow()[*s as usize].clone())
+    }
+    /// With uniquely decodable values (the order hints' condition), a get's result names the
+    /// put it starts with and the appends it contains. Then, soundly for any linearization:
+    ///
+    /// 1. A result no sequence of puts and appends produces cannot be read.
+    /// 2. It cannot show an append or put invoked after the get completed.
+    /// 3. It must show every append that completed before the get began and was invoked
+    ///    after the put it starts with completed (that put is the last one before the get, so
+    ///    the append lies between them); with no put shown, every append and put that
+    ///    completed before the get began.
+    fn refute(&self, calls: &[u64], rets: &[u64]) -> Option<Refutation> {
+        let appends: Vec<usize> = (0..self.inputs.len())
+            .filter(|&i| matches!(self.inputs[i], AppInput::Append { .. }))
+            .collect();
+        let puts: Vec<usize> = (0..self.inputs.len())
+            .filter(|&i| matches!(self.inputs[i], AppInput::Put(_)))
+            .collect();
+        // Fact 3 costs gets × appends: skip it for huge partitions.
+        let full = self.parses.len().saturating_mul(appends.len() + puts.len()) <= 20_000_000;
+        let elem = |i: usize| match &self.inputs[i] {
+            AppInput::Append { elem, .. } => elem.clone(),
+            _ => String::new(),
+        };
+        for gp in &self.parses {
+            let g = gp.get;
+            if rets[g] == u64::MAX {
+                continue;
+            }
+            if !gp.parsed {
+                return Some(Refutation {
+                    op: g,
+                    with: vec![],
+                    fact: "no sequence of puts and appends produces this result".into(),
+                });
+            }
+            let shown_put = gp.shows.flatten();
+            if let Some(&a) = gp
+                .appends
+                .iter()
+                .chain(shown_put.iter())
+                .find(|&&a| calls[a] > rets[g])
+            {
+                return Some(Refutation {
+                    op: g,
+                    with: vec![a],
+                    fact: "it shows an op that was invoked after it completed".into(),
+                });
+            }
+            if !full {
+                continue;
+            }
+            let Some(shows) = gp.shows else { continue };
+            if shows.is_some_and(|p| rets[p] == u64::MAX) {
+                continue;
+            }
+            let after_put = |a: usize| shows.is_none_or(|p| calls[a] > rets[p]);
+            let shown: std::collections::HashSet<usize> = gp.appends.iter().copied().collect();
+            for &a in &appends {
+                if rets[a] < calls[g] && after_put(a) && !shown.contains(&a) && self.sole_writer(a)
+                {
+                    let mut with: Vec<usize> = shows.into_iter().collect();
+                    with.push(a);
+                    return Some(Refutation {
+                        op: g,
+                        with,
+                        fact: format!(
+                            "it misses the append of {:?}, which completed before it began{}",
+                            elem(a),
+                            if shows.is_some() {
+                                " and was invoked after the put it shows completed"
+                            } else {
+                                ", and it shows no put"
+                            }
+                        ),
+                    });
+                }
+            }
+            if shows.is_none() {
+                if let Some(&p) = puts.iter().find(|&&p| rets[p] < calls[g]) {
+                    return Some(Refutation {
+                        op: g,
+                        with: vec![p],
+                        fact: "it shows no put, but a put completed before it began".into(),
+                    });
+                }
+            }
+        }
+        None
     }
 }
 

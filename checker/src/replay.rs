@@ -3,6 +3,8 @@
 //! The search decides whether *some* order works; [`replay`] answers the question a person
 //! asks of one order (a counterexample's prefix followed by the op that cannot be placed):
 //! which state was each op applied to, what state did it leave, and was it legal there.
+//! (A counterexample with a `proof` was refuted without a search: its prefix is empty, and
+//! the proof, not a state, says why its op cannot be placed.)
 //!
 //! # Semantics
 //!
@@ -27,12 +29,14 @@
 //!     index: i, time: i, process: Process::Client(p), kind, f: f.into(), key: None, value,
 //! };
 //! use EventType::*;
-//! // write 1, then a read of 2 that nothing wrote.
+//! // write 1, then write 2, then a read of 1.
 //! let h = History::from_events(vec![
 //!     ev(0, 0, Invoke, "write", json!(1)),
 //!     ev(1, 0, Ok, "write", json!(1)),
-//!     ev(2, 1, Invoke, "read", json!(null)),
-//!     ev(3, 1, Ok, "read", json!(2)),
+//!     ev(2, 0, Invoke, "write", json!(2)),
+//!     ev(3, 0, Ok, "write", json!(2)),
+//!     ev(4, 1, Invoke, "read", json!(null)),
+//!     ev(5, 1, Ok, "read", json!(1)),
 //! ])
 //! .unwrap();
 //! let report = check(&h, ModelKind::Register, &CheckOptions::default());
@@ -41,15 +45,17 @@
 //! let mut order = cx.prefix.clone();
 //! order.push(cx.op.clone());
 //! let steps = replay(ModelKind::Register, &order).unwrap();
-//! // [{"before": null, "after": 1, "legal": true, …}, {"before": 1, "after": null, "legal": false, …}]
+//! // [{"before": null, "after": 1, "legal": true, …}, {"before": 1, "after": 2, "legal": true, …},
+//! //  {"before": 2, "after": null, "legal": false, …}]
+//! assert_eq!(steps.len(), 3);
 //! assert_eq!(steps[0].before, json!(null));
 //! assert_eq!(steps[0].after, Some(json!(1)));
-//! assert!(steps[0].legal);
-//! assert!(!steps[1].legal);
-//! assert_eq!(steps[1].before, json!(1));
-//! assert_eq!(steps[1].after, None);
+//! assert!(steps[0].legal && steps[1].legal);
+//! assert!(!steps[2].legal);
+//! assert_eq!(steps[2].before, json!(2));
+//! assert_eq!(steps[2].after, None);
 //! let shown = serde_json::to_value(&steps).unwrap(); // what a report renders
-//! assert_eq!(shown[1]["legal"], json!(false));
+//! assert_eq!(shown[2]["legal"], json!(false));
 //! ```
 
 use crate::history::Op;

@@ -1,7 +1,7 @@
 //! Checking a whole history: partitions, parallelism, deadlines, verdicts and counterexamples.
 
 use crate::history::{History, Op};
-use crate::model::{compile, Compiled};
+use crate::model::{compile, Compiled, ModelError};
 use crate::search::{search, Limits, MemoryBudget, Outcome, SearchModel};
 use crate::ModelKind;
 use rayon::prelude::*;
@@ -121,6 +121,12 @@ pub struct Counterexample {
     pub prefix: Vec<Op>,
     /// The model state after `prefix`.
     pub state: Value,
+    /// Set when the history was refuted without a search, by a fact about real time and the
+    /// values (e.g. "every op that writes 3 was invoked after this op completed"): then
+    /// `prefix` is empty, `state` is the initial state, `window` holds `op` and the ops the
+    /// fact is about, and `op` may be legal in `state` (the fact, not the state, refutes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl Counterexample {
@@ -138,6 +144,13 @@ impl Counterexample {
             "not linearizable{key}: {} cannot be placed",
             describe_op(&self.op)
         );
+        if let Some(proof) = &self.proof {
+            let _ = writeln!(out, "because {proof}:");
+            for op in &self.window {
+                let _ = writeln!(out, "  {}", describe_op(op));
+            }
+            return out;
+        }
         let _ = writeln!(
             out,
             "longest linearizable prefix: {} ops, ending in state {}",
@@ -292,19 +305,11 @@ pub fn try_check(
             None => f(),
         }
     }
-    type Slot = std::sync::Mutex<(Vec<usize>, Compiled)>;
-    let compiled: Vec<Result<Slot, _>> = in_pool(pool.as_ref(), || {
-        parts
-            .par_iter()
-            .map(|p| compile(model, &history.ops, &p.ops).map(std::sync::Mutex::new))
-            .collect()
-    });
-    // The first bad op in partition order is reported.
-    let compiled: Vec<Slot> = compiled.into_iter().collect::<Result<_, _>>()?;
-    let sizes: Vec<usize> = compiled
-        .iter()
-        .map(|c| c.lock().map(|c| c.0.len()).unwrap_or(0))
-        .collect();
+    // Each partition is compiled just before its search and dropped after it, so memory holds
+    // the compiled models of the partitions being searched, not of all of them. Every
+    // partition is compiled even when the check stops early, so a bad op is always an error
+    // (the first in partition order), never hidden behind a verdict.
+    let sizes: Vec<usize> = parts.iter().map(|p| p.ops.len()).collect();
     if let Some(pr) = &opts.progress {
         pr.total.fetch_add(parts.len(), Ordering::Relaxed);
     }
@@ -315,11 +320,16 @@ pub fn try_check(
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
 
-    let run_one = |i: usize| -> (KeyResult, Option<Counterexample>) {
+    let run_one = |i: usize| -> Result<(KeyResult, Option<Counterexample>), ModelError> {
         let t0 = Instant::now();
-        // Poisoning needs a panic in another holder; each mutex has exactly one user.
-        let guard = compiled[i].lock().unwrap_or_else(|p| p.into_inner());
-        let (kept, model_c) = &*guard;
+        let (kept, model_c) = match compile(model, &history.ops, &parts[i].ops) {
+            Ok(c) => c,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let kept = &kept;
         let cancel = [user_cancel, &stop];
         let limits = Limits {
             deadline,
@@ -330,7 +340,7 @@ pub fn try_check(
             },
             memory: opts.memory.as_deref(),
         };
-        let (outcome, cx) = match model_c {
+        let (outcome, cx) = match &model_c {
             Compiled::Register(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::AppendKv(m) => run_partition(m, history, kept, &parts[i], &limits),
             Compiled::Knossos(m) => run_partition(m, history, kept, &parts[i], &limits),
@@ -348,7 +358,7 @@ pub fn try_check(
             Outcome::Cancelled => (Verdict::Unknown, Some("cancelled".to_string())),
             Outcome::MemoryLimit => (Verdict::Unknown, Some("memory-limit".to_string())),
         };
-        (
+        Ok((
             KeyResult {
                 key: parts[i].key.clone(),
                 verdict,
@@ -358,10 +368,11 @@ pub fn try_check(
                 counterexample: cx.clone(),
             },
             cx,
-        )
+        ))
     };
 
-    let mut results: Vec<(usize, (KeyResult, Option<Counterexample>))> = if parts.len() == 1 {
+    type One = Result<(KeyResult, Option<Counterexample>), ModelError>;
+    let mut results: Vec<(usize, One)> = if parts.len() == 1 {
         vec![(0, run_one(0))]
     } else {
         in_pool(pool.as_ref(), || {
@@ -369,6 +380,11 @@ pub fn try_check(
         })
     };
     results.sort_by_key(|(i, _)| *i);
+    // The first bad op in partition order is reported.
+    let results: Vec<(usize, (KeyResult, Option<Counterexample>))> = results
+        .into_iter()
+        .map(|(i, r)| r.map(|r| (i, r)))
+        .collect::<Result<_, _>>()?;
 
     let mut counts = PartitionCounts {
         total: parts.len(),
@@ -418,6 +434,33 @@ fn run_partition<M: SearchModel>(
 ) -> (Outcome, Option<Counterexample>) {
     let calls: Vec<u64> = kept.iter().map(|&i| history.ops[i].call).collect();
     let rets: Vec<u64> = kept.iter().map(|&i| history.ops[i].ret).collect();
+    // Cheap proofs first: facts that refute the partition without a search (unless the
+    // check is already stopped: then it is `unknown`, as always).
+    if let Some(rf) = limits
+        .stop()
+        .is_none()
+        .then(|| m.refute(&calls, &rets))
+        .flatten()
+    {
+        let op = &history.ops[kept[rf.op]];
+        let mut window: Vec<Op> = std::iter::once(rf.op)
+            .chain(rf.with.iter().copied())
+            .map(|j| history.ops[kept[j]].clone())
+            .collect();
+        window.sort_by_key(|o| o.call);
+        window.dedup_by_key(|o| o.id);
+        return (
+            Outcome::Invalid,
+            Some(Counterexample {
+                key: part.key.clone(),
+                op: op.clone(),
+                window,
+                prefix: Vec::new(),
+                state: m.describe(&m.init()),
+                proof: Some(rf.fact),
+            }),
+        );
+    }
     let (outcome, trace) = search(m, &calls, &rets, limits, true);
     if outcome != Outcome::Invalid {
         return (outcome, None);
@@ -441,6 +484,7 @@ fn run_partition<M: SearchModel>(
                     .map(|&j| history.ops[kept[j]].clone())
                     .collect(),
                 state: m.describe(&t.state),
+                proof: None,
             })
         }
         _ => None,

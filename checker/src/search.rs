@@ -14,7 +14,10 @@
 //! linearized; an empty stack at a completion means none can be.
 //!
 //! The linearized set is a bitset with an incremental (Zobrist) hash, so memo lookups hash one
-//! word plus the state. States are small values (interned ids) supplied by the model.
+//! word plus the state. The memo stores each set by its frontier (`Frontier`): the first op
+//! not linearized, the bits of the ops concurrent with it, and the linearized `info` ops
+//! below it — words in the history's concurrency, not its length. States are small values
+//! (interned ids) supplied by the model.
 //!
 //! A deadline or a cancel flag stops the search (checked every few thousand steps); the
 //! result is then `Timeout`/`Cancelled`, never a verdict. So does a memo that would grow past
@@ -37,6 +40,23 @@ pub(crate) trait SearchModel {
     fn input_class(&self, _op: usize) -> Option<u64> {
         None
     }
+    /// A cheap proof that the ops (local indices, with invocation and completion positions)
+    /// have no linearization, found without searching; `None` when the model has none. Must
+    /// be sound: `Some` only when the search would say invalid.
+    fn refute(&self, _calls: &[u64], _rets: &[u64]) -> Option<Refutation> {
+        None
+    }
+}
+
+/// A cheap proof of non-linearizability: `op` cannot take effect, because of `with`.
+#[derive(Clone, Debug)]
+pub(crate) struct Refutation {
+    /// The op that can be placed nowhere (local index).
+    pub op: usize,
+    /// The ops the argument is about (local indices).
+    pub with: Vec<usize>,
+    /// The argument, in words.
+    pub fact: String,
 }
 
 /// Where the search stopped.
@@ -56,6 +76,7 @@ pub(crate) enum Outcome {
 pub struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl MemoryBudget {
@@ -64,6 +85,7 @@ impl MemoryBudget {
         MemoryBudget {
             limit,
             used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         }
     }
     /// The limit in bytes.
@@ -73,6 +95,10 @@ impl MemoryBudget {
     /// Bytes held now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+    /// The most bytes held at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
     /// Takes `bytes` from the budget; false (and nothing taken) if that would pass the limit.
     fn take(&self, bytes: usize) -> bool {
@@ -85,7 +111,10 @@ impl MemoryBudget {
                 .used
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.peak.fetch_max(next, Ordering::Relaxed);
+                    return true;
+                }
                 Err(c) => cur = c,
             }
         }
@@ -104,7 +133,7 @@ pub(crate) struct Limits<'a> {
 }
 
 impl Limits<'_> {
-    fn stop(&self) -> Option<Outcome> {
+    pub(crate) fn stop(&self) -> Option<Outcome> {
         if self.cancel.iter().any(|c| c.load(Ordering::Relaxed)) {
             return Some(Outcome::Cancelled);
         }
@@ -164,7 +193,8 @@ struct Bits {
 /// `try_reserve`, so a search that outgrows memory ends as [`Outcome::MemoryLimit`] instead
 /// of aborting the process.
 struct Memo<'a, S> {
-    table: hashbrown::HashTable<(u64, usize, S)>,
+    /// (hash, arena offset, key length, state).
+    table: hashbrown::HashTable<(u64, u32, u32, S)>,
     arena: Vec<u64>,
     budget: Option<&'a MemoryBudget>,
     /// Bytes taken from the budget (returned on drop).
@@ -199,7 +229,7 @@ impl<'a, S: Eq + Hash + Clone> Memo<'a, S> {
 
     /// Pays for and reserves room for one more entry of `w` words.
     fn reserve(&mut self, w: usize) -> bool {
-        let entry = std::mem::size_of::<(u64, usize, S)>() + 1;
+        let entry = std::mem::size_of::<(u64, u32, u32, S)>() + 1;
         let mut bytes = 0;
         let arena_grows = self.arena.capacity() - self.arena.len() < w;
         let new_arena = if arena_grows {
@@ -212,10 +242,11 @@ impl<'a, S: Eq + Hash + Clone> Memo<'a, S> {
         if arena_grows {
             bytes += (new_arena - self.arena.capacity()) * 8;
         }
-        // hashbrown doubles its buckets when full (7/8 load); count the new table in full.
+        // hashbrown doubles its buckets when full (7/8 load): count the growth (the old table
+        // is freed once moved).
         let table_grows = self.table.len() == self.table.capacity();
         if table_grows {
-            bytes += (self.table.capacity() * 2).max(16) * 8 / 7 * entry;
+            bytes += self.table.capacity().max(16) * 8 / 7 * entry;
         }
         if bytes == 0 {
             return true;
@@ -245,29 +276,177 @@ impl<'a, S: Eq + Hash + Clone> Memo<'a, S> {
         true
     }
 
-    /// Inserts the pair.
-    fn insert(&mut self, bits: &Bits, s: &S) -> Insert {
-        let mut hs = FxHasher(bits.hash);
+    /// Inserts the pair (linearized set, state): `hash` is the set's Zobrist hash and `key`
+    /// its encoding (see [`Frontier`]).
+    fn insert(&mut self, hash: u64, key: &[u64], s: &S) -> Insert {
+        let mut hs = FxHasher(hash);
         s.hash(&mut hs);
         let h = hs.finish();
-        let w = bits.words.len();
         let arena = &self.arena;
         if self
             .table
-            .find(h, |(hh, off, st)| {
-                *hh == h && st == s && arena[*off..*off + w] == bits.words[..]
+            .find(h, |(hh, off, len, st)| {
+                *hh == h
+                    && *len as usize == key.len()
+                    && st == s
+                    && arena[*off as usize..*off as usize + key.len()] == key[..]
             })
             .is_some()
         {
             return Insert::Seen;
         }
-        if !self.reserve(w) {
+        // Offsets are u32 words: past 32 GiB of keys the memo counts as full.
+        if self.arena.len() + key.len() > u32::MAX as usize || !self.reserve(key.len()) {
             return Insert::OutOfMemory;
         }
-        let off = self.arena.len();
-        self.arena.extend_from_slice(&bits.words);
-        self.table.insert_unique(h, (h, off, s.clone()), |e| e.0);
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(key);
+        self.table
+            .insert_unique(h, (h, off, key.len() as u32, s.clone()), |e| e.0);
         Insert::New
+    }
+}
+
+/// The memo's encoding of a linearized set, bounded by the concurrency of the history rather
+/// than its length.
+///
+/// Ops are indexed in invocation order. Let `lo` be the first op not linearized that must take
+/// effect (not `info`). Every op below `lo` that is not `info` is linearized, by definition.
+/// No op invoked after `lo`'s completion is linearized: the search reaches an invocation only
+/// by walking past every earlier entry, and it backtracks at the completion of an op not yet
+/// linearized — `lo`'s completion is such an entry (and `lo` was unlinearized whenever any op
+/// now linearized was chosen: ops are linearized and undone as a stack). So the set is
+/// determined by `lo`, the bits of the ops from `lo` to `last[lo]` (the last op invoked before
+/// `lo` completes), and which `info` ops below `lo` are linearized. The key is those three,
+/// concatenated: 1 + (concurrency)/64 words, plus for the `info` ops below `lo` a bit each or
+/// the ranks of those not linearized (whichever is shorter) — instead of ops/64 words.
+/// (`info` ops that nothing observes are removed before the search, and the ones observed
+/// end up linearized, so the sparse form is usually empty.)
+struct Frontier {
+    /// Whether each op is `info` (open to +∞).
+    info: Vec<bool>,
+    /// For each op: the last op invoked before its completion.
+    last: Vec<u32>,
+    /// Each `info` op's rank among the `info` ops, by index.
+    rank: Vec<u32>,
+    /// Indices of the `info` ops, ascending.
+    info_ops: Vec<u32>,
+    /// Which `info` ops are linearized, by rank.
+    ibits: Vec<u64>,
+    lo: usize,
+}
+
+impl Frontier {
+    /// `None` when ops are not in invocation order (then the full set is the key).
+    fn new(calls: &[u64], rets: &[u64]) -> Option<Self> {
+        if calls.windows(2).any(|w| w[0] > w[1]) {
+            return None;
+        }
+        let n = calls.len();
+        let info: Vec<bool> = rets.iter().map(|&r| r == u64::MAX).collect();
+        let last = (0..n)
+            .map(|i| (calls.partition_point(|&c| c < rets[i]).max(i + 1) - 1) as u32)
+            .collect();
+        let mut rank = vec![u32::MAX; n];
+        let mut info_ops = Vec::new();
+        for i in 0..n {
+            if info[i] {
+                rank[i] = info_ops.len() as u32;
+                info_ops.push(i as u32);
+            }
+        }
+        let mut f = Frontier {
+            ibits: vec![0; info_ops.len().div_ceil(64)],
+            info,
+            last,
+            rank,
+            info_ops,
+            lo: 0,
+        };
+        f.lo = (0..n).find(|&i| !f.info[i]).unwrap_or(n);
+        Some(f)
+    }
+
+    /// Op `op` was linearized (`bits` already has it).
+    fn linearized(&mut self, op: usize, bits: &Bits) {
+        if self.info[op] {
+            let r = self.rank[op] as usize;
+            self.ibits[r / 64] ^= 1 << (r % 64);
+        } else if op == self.lo {
+            let n = self.info.len();
+            while self.lo < n && (self.info[self.lo] || bits.has(self.lo)) {
+                self.lo += 1;
+            }
+        }
+    }
+
+    /// Op `op` was undone (`bits` no longer has it).
+    fn undone(&mut self, op: usize) {
+        if self.info[op] {
+            let r = self.rank[op] as usize;
+            self.ibits[r / 64] ^= 1 << (r % 64);
+        } else if op < self.lo {
+            self.lo = op;
+        }
+    }
+
+    /// The key of the set `bits` into `key`.
+    fn key(&self, bits: &Bits, key: &mut Vec<u64>) {
+        key.clear();
+        let n = self.info.len();
+        key.push(self.lo as u64);
+        if self.lo < n {
+            let (lo, hi) = (self.lo, self.last[self.lo] as usize);
+            let mut at = lo;
+            while at <= hi {
+                let len = (hi + 1 - at).min(64);
+                key.push(bits.range(at, len));
+                at += len;
+            }
+        }
+        let below = self.info_ops.partition_point(|&i| (i as usize) < self.lo);
+        let full = below / 64;
+        let tail = below % 64;
+        let mask = (1u64 << tail).wrapping_sub(1);
+        let linearized: usize = self.ibits[..full]
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum::<usize>()
+            + if tail != 0 {
+                (self.ibits[full] & mask).count_ones() as usize
+            } else {
+                0
+            };
+        let missing = below - linearized;
+        // Dense (a bit per info op below lo) or sparse (the ranks of those not linearized,
+        // two per word), whichever is shorter; the choice is a function of the set, marked in
+        // the top bit of the first word.
+        if missing.div_ceil(2) < below.div_ceil(64) {
+            key[0] |= 1 << 63;
+            let mut pending: Option<u64> = None;
+            for (wi, &w) in self.ibits[..below.div_ceil(64)].iter().enumerate() {
+                let mut zeros = !w;
+                if wi == full {
+                    zeros &= mask;
+                }
+                while zeros != 0 {
+                    let r = (wi * 64 + zeros.trailing_zeros() as usize) as u64;
+                    zeros &= zeros - 1;
+                    match pending.take() {
+                        None => pending = Some(r),
+                        Some(a) => key.push(a | r << 32),
+                    }
+                }
+            }
+            if let Some(a) = pending {
+                key.push(a | u64::MAX << 32);
+            }
+        } else {
+            key.extend_from_slice(&self.ibits[..full]);
+            if tail != 0 {
+                key.push(self.ibits[full] & mask);
+            }
+        }
     }
 }
 
@@ -287,6 +466,18 @@ impl Bits {
             words: vec![0; n.div_ceil(64)].into_boxed_slice(),
             hash: 0,
         }
+    }
+    /// `len` (1..=64) bits from bit `start`, in the low bits.
+    fn range(&self, start: usize, len: usize) -> u64 {
+        let (w, off) = (start / 64, start % 64);
+        let mut v = self.words[w] >> off;
+        if off != 0 && w + 1 < self.words.len() {
+            v |= self.words[w + 1] << (64 - off);
+        }
+        if len < 64 {
+            v &= (1u64 << len) - 1;
+        }
+        v
     }
     fn has(&self, i: usize) -> bool {
         self.words[i / 64] & (1 << (i % 64)) != 0
@@ -358,6 +549,8 @@ pub(crate) fn search<M: SearchModel>(
     let zob: Vec<u64> = (0..n).map(zobrist).collect();
     let mut bits = Bits::new(n);
     let mut cache: Memo<M::State> = Memo::new(limits.memory);
+    let mut frontier = Frontier::new(calls, rets);
+    let mut key: Vec<u64> = Vec::new();
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut state = m.init();
     let mut best: Option<Trace<M::State>> = None;
@@ -381,7 +574,24 @@ pub(crate) fn search<M: SearchModel>(
             }
             if let Some(ns) = m.step(&state, op) {
                 bits.flip(op, zob[op]);
-                let inserted = cache.insert(&bits, &ns);
+                let saved_lo = frontier.as_ref().map(|f| f.lo);
+                match &mut frontier {
+                    Some(f) => {
+                        f.linearized(op, &bits);
+                        f.key(&bits, &mut key);
+                    }
+                    None => {
+                        key.clear();
+                        key.extend_from_slice(&bits.words);
+                    }
+                }
+                let inserted = cache.insert(bits.hash, &key, &ns);
+                if inserted != Insert::New {
+                    if let Some(f) = &mut frontier {
+                        f.undone(op);
+                        f.lo = saved_lo.unwrap_or(f.lo);
+                    }
+                }
                 if inserted == Insert::OutOfMemory {
                     return (Outcome::MemoryLimit, None);
                 }
@@ -441,6 +651,9 @@ pub(crate) fn search<M: SearchModel>(
             state = s;
             let op = e / 2;
             bits.flip(op, zob[op]);
+            if let Some(f) = &mut frontier {
+                f.undone(op);
+            }
             // Restore in reverse order of lifting (dancing links).
             for x in [e + 1, e] {
                 let (p, q) = (prev[x] as usize, next[x] as usize);

@@ -20,7 +20,8 @@ fn ev(i: u64, p: u64, kind: EventType, f: &str, key: Option<Value>, value: Value
     }
 }
 
-/// write 1; write 2 || read → 3 (never written); the read cannot be placed.
+/// write 1; write 2 || read → 1; read → 1 after write 2 completed: the last read cannot be
+/// placed (no cheap proof applies: the search decides it).
 fn stale() -> History {
     use EventType::*;
     History::from_events(vec![
@@ -28,8 +29,10 @@ fn stale() -> History {
         ev(1, 0, Ok, "write", None, json!(1)),
         ev(2, 0, Invoke, "write", None, json!(2)),
         ev(3, 1, Invoke, "read", None, Value::Null),
-        ev(4, 1, Ok, "read", None, json!(3)),
+        ev(4, 1, Ok, "read", None, json!(1)),
         ev(5, 0, Ok, "write", None, json!(2)),
+        ev(6, 1, Invoke, "read", None, Value::Null),
+        ev(7, 1, Ok, "read", None, json!(1)),
     ])
     .unwrap()
 }
@@ -42,7 +45,9 @@ fn counterexample_names_blocked_op_window_prefix_and_state() {
         .counterexample
         .expect("invalid comes with a counterexample");
     assert_eq!(cx.op.f, "read");
-    assert_eq!(cx.op.output, json!(3));
+    assert_eq!(cx.op.output, json!(1));
+    assert_eq!(cx.op.line, 7, "the second read");
+    assert!(cx.proof.is_none(), "found by the search");
     // The write of 2 is concurrent with the read; both are in the window.
     let fs: Vec<&str> = cx.window.iter().map(|o| o.f.as_str()).collect();
     assert!(fs.contains(&"read"), "{fs:?}");
@@ -125,8 +130,9 @@ fn model_rejects_ops_it_does_not_know_with_line() {
     assert!(e.to_string().contains("expected read or write"), "{e}");
 }
 
-/// `n` concurrent writes of distinct values, then a read of a value none wrote: refuting it
-/// explores every subset of the writes (a memo of about 2^n entries).
+/// `n` concurrent writes of distinct values, then reads of 0 and then 1 with nothing written
+/// between them: refuting it explores every subset of the writes (a memo of about 2^n
+/// entries); no cheap proof applies.
 fn wide(n: u64) -> History {
     use EventType::*;
     let mut evs = Vec::new();
@@ -136,8 +142,10 @@ fn wide(n: u64) -> History {
     for p in 0..n {
         evs.push(ev(evs.len() as u64, p, Ok, "write", None, json!(p)));
     }
-    evs.push(ev(evs.len() as u64, n, Invoke, "read", None, Value::Null));
-    evs.push(ev(evs.len() as u64, n, Ok, "read", None, json!(999)));
+    for v in [0, 1] {
+        evs.push(ev(evs.len() as u64, n, Invoke, "read", None, Value::Null));
+        evs.push(ev(evs.len() as u64, n, Ok, "read", None, json!(v)));
+    }
     History::from_events(evs).unwrap()
 }
 
@@ -162,5 +170,57 @@ fn a_memo_past_the_memory_limit_makes_the_partition_unknown_not_a_crash() {
     assert_eq!(
         check(&h, ModelKind::Register, &opts).valid,
         Verdict::Invalid
+    );
+}
+
+/// `n` ops each writing then reading its own key's value, then a read of a value whose only
+/// write was invoked after that read returned (on a single register: the search alone would
+/// have to refute every interleaving before it).
+#[test]
+fn a_read_of_a_value_written_only_later_is_refuted_by_a_proof_without_search() {
+    use EventType::*;
+    let mut evs = Vec::new();
+    let n = 24u64;
+    // n concurrent writes of distinct values, never completed in order, so a search would
+    // explore subsets of them.
+    for p in 0..n {
+        evs.push(ev(evs.len() as u64, p, Invoke, "write", None, json!(p)));
+    }
+    evs.push(ev(evs.len() as u64, n, Invoke, "read", None, Value::Null));
+    evs.push(ev(evs.len() as u64, n, Ok, "read", None, json!(1000)));
+    evs.push(ev(
+        evs.len() as u64,
+        n + 1,
+        Invoke,
+        "write",
+        None,
+        json!(1000),
+    ));
+    evs.push(ev(evs.len() as u64, n + 1, Ok, "write", None, json!(1000)));
+    for p in 0..n {
+        evs.push(ev(evs.len() as u64, p, Ok, "write", None, json!(p)));
+    }
+    let h = History::from_events(evs).unwrap();
+    let t = std::time::Instant::now();
+    let r = check(&h, ModelKind::Register, &CheckOptions::default());
+    assert_eq!(r.valid, Verdict::Invalid);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    let cx = r.counterexample.unwrap();
+    let proof = cx.proof.as_deref().expect("a cheap proof");
+    assert!(proof.contains("invoked after"), "{proof}");
+    assert_eq!(cx.op.output, json!(1000));
+    assert!(cx
+        .window
+        .iter()
+        .any(|o| o.f == "write" && o.value == json!(1000)));
+    assert!(cx.prefix.is_empty());
+    assert!(
+        cx.to_text().contains("because every op that writes 1000"),
+        "{}",
+        cx.to_text()
     );
 }
