@@ -32,6 +32,8 @@ use crate::wal::{Wal, WalOptions};
 /// Entry data per AppendEntries (etcd's `MaxSizePerMsg`): one 900 KB value per message,
 /// many small ones.
 pub const MAX_BYTES_PER_MSG: u64 = 1 << 20;
+/// Snapshot data per InstallSnapshot message.
+pub const MAX_SNAPSHOT_CHUNK: u64 = 1 << 20;
 /// Entry data unacknowledged per follower (etcd's `MaxInflightBytes`).
 pub const MAX_INFLIGHT_BYTES: u64 = 16 << 20;
 
@@ -246,6 +248,7 @@ pub fn start(
         max_entries_per_msg: cfg.max_append_entries,
         max_bytes_per_msg: MAX_BYTES_PER_MSG,
         max_inflight_bytes: MAX_INFLIGHT_BYTES,
+        max_snapshot_chunk: MAX_SNAPSHOT_CHUNK,
         bugs: cfg.bugs.core.clone(),
     };
     let hard = rec.hard_state.clone();

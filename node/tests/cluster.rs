@@ -199,7 +199,20 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
 /// data, heartbeats on a lane of their own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
-    let mut c = Cluster::new(3, &["--request-timeout", "5000"]);
+    catch_up_after_large_writes(&["--request-timeout", "5000"]).await;
+}
+
+/// The same through a snapshot of about 9 MB (10 keys of 900 KB), sent in 1 MiB chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_9_mb_snapshot_catches_up_in_chunks_within_10_s() {
+    let c =
+        catch_up_after_large_writes(&["--request-timeout", "5000", "--snapshot-every", "30"]).await;
+    let s = c.logs();
+    assert!(s.contains("installed snapshot"), "{s}");
+}
+
+async fn catch_up_after_large_writes(args: &[&str]) -> Cluster {
+    let mut c = Cluster::new(3, args);
     c.start_all();
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let lagging = (leader + 1) % 3;
@@ -247,6 +260,7 @@ async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
     assert_eq!(st, 200);
     assert!(b["value"].as_str().unwrap().starts_with("99v"));
     assert!(!c.logs().contains("status=413"), "{}", c.logs());
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
