@@ -10,7 +10,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Writes that did not answer 200 (a failover under load), across all writers.
+static ERRORS: AtomicU64 = AtomicU64::new(0);
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -56,7 +60,14 @@ async fn writer(
                 &format!("b{client}-{i}"),
             )
             .await;
-        assert_eq!(st, 200, "write failed: {body}");
+        if st != 200 {
+            // Counted, not fatal: on a loaded machine a leader change may fail a few writes.
+            if ERRORS.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("first failed write: {st} {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         lat.push(t.elapsed());
     }
     lat
@@ -89,15 +100,17 @@ fn main() {
         // Warm up connections.
         writer(c.clone(), leader, 999, Instant::now() + Duration::from_millis(300), size).await;
 
+        ERRORS.store(0, Ordering::Relaxed);
         let mut lat =
             writer(c.clone(), leader, 0, Instant::now() + Duration::from_secs(secs), size).await;
         lat.sort();
         println!(
-            "sequential writes (1 client, to the leader): {} writes in {secs} s = {:.0} writes/s, p50 {}, p99 {}",
+            "sequential writes (1 client, to the leader): {} writes in {secs} s = {:.0} writes/s, p50 {}, p99 {}, {} failed",
             lat.len(),
             lat.len() as f64 / secs as f64,
             ms(pct(&lat, 0.5)),
-            ms(pct(&lat, 0.99))
+            ms(pct(&lat, 0.99)),
+            ERRORS.swap(0, Ordering::Relaxed)
         );
 
         for clients in [16usize] {
@@ -113,12 +126,13 @@ fn main() {
             let el = start.elapsed().as_secs_f64();
             all.sort();
             println!(
-                "{clients} clients (to the leader): {} writes in {el:.1} s = {:.0} writes/s ({:.2} MB/s of values), p50 {}, p99 {}",
+                "{clients} clients (to the leader): {} writes in {el:.1} s = {:.0} writes/s ({:.2} MB/s of values), p50 {}, p99 {}, {} failed",
                 all.len(),
                 all.len() as f64 / el,
                 all.len() as f64 * size as f64 / el / 1e6,
                 ms(pct(&all, 0.5)),
-                ms(pct(&all, 0.99))
+                ms(pct(&all, 0.99)),
+                ERRORS.swap(0, Ordering::Relaxed)
             );
         }
 
