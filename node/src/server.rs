@@ -620,3 +620,57 @@ impl Loop {
         self.ready_reads.retain(|_, v| !v.is_empty());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_event_queue_refuses_with_overloaded_instead_of_growing() {
+        let (tx, rx) = std_mpsc::sync_channel(2);
+        let h = Handle {
+            tx,
+            peer_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let status = || Event::Status(oneshot::channel().0);
+        assert!(h.send(status()).is_ok());
+        assert!(h.send(status()).is_ok());
+        assert_eq!(h.send(status()).err(), Some(LoopError::Overloaded));
+        drop(rx);
+        assert_eq!(h.send(status()).err(), Some(LoopError::Stopped));
+    }
+
+    #[test]
+    fn queued_peer_data_is_bounded_by_bytes() {
+        let (tx, rx) = std_mpsc::sync_channel(1000);
+        let h = Handle {
+            tx,
+            peer_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let big = || {
+            Event::Messages(vec![Message {
+                from: "n2".into(),
+                to: "n1".into(),
+                term: 1,
+                body: raft::MessageBody::Append {
+                    prev_log_index: 0,
+                    prev_log_term: 0,
+                    entries: vec![Entry {
+                        term: 1,
+                        index: 1,
+                        data: vec![0; 64 << 20],
+                    }],
+                    commit: 0,
+                    read_ctx: 0,
+                },
+            }])
+        };
+        let mut ok = 0;
+        while h.send(big()).is_ok() {
+            ok += 1;
+            assert!(ok < 100, "not bounded");
+        }
+        assert_eq!(ok, (MAX_QUEUED_PEER_BYTES >> 26) as usize);
+        drop(rx);
+    }
+}
