@@ -40,7 +40,7 @@ pub const MAX_BODY_BYTES: u64 = 4 << 20;
 pub fn data_bytes(m: &Message) -> u64 {
     match &m.body {
         MessageBody::Append { entries, .. } => entries.iter().map(|e| e.data.len() as u64).sum(),
-        MessageBody::InstallSnapshot { snapshot } => snapshot.data.len() as u64,
+        MessageBody::InstallSnapshot { snapshot, .. } => snapshot.data.len() as u64,
         _ => 0,
     }
 }

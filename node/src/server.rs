@@ -32,6 +32,8 @@ use crate::wal::{Wal, WalOptions};
 /// Entry data per AppendEntries (etcd's `MaxSizePerMsg`): one 900 KB value per message,
 /// many small ones.
 pub const MAX_BYTES_PER_MSG: u64 = 1 << 20;
+/// Snapshot data per InstallSnapshot message.
+pub const MAX_SNAPSHOT_CHUNK: u64 = 1 << 20;
 /// Entry data unacknowledged per follower (etcd's `MaxInflightBytes`).
 pub const MAX_INFLIGHT_BYTES: u64 = 16 << 20;
 
@@ -246,6 +248,7 @@ pub fn start(
         max_entries_per_msg: cfg.max_append_entries,
         max_bytes_per_msg: MAX_BYTES_PER_MSG,
         max_inflight_bytes: MAX_INFLIGHT_BYTES,
+        max_snapshot_chunk: MAX_SNAPSHOT_CHUNK,
         bugs: cfg.bugs.core.clone(),
     };
     let hard = rec.hard_state.clone();
@@ -615,5 +618,59 @@ impl Loop {
             v.retain(|(_, r)| !r.is_closed());
         }
         self.ready_reads.retain(|_, v| !v.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_event_queue_refuses_with_overloaded_instead_of_growing() {
+        let (tx, rx) = std_mpsc::sync_channel(2);
+        let h = Handle {
+            tx,
+            peer_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let status = || Event::Status(oneshot::channel().0);
+        assert!(h.send(status()).is_ok());
+        assert!(h.send(status()).is_ok());
+        assert_eq!(h.send(status()).err(), Some(LoopError::Overloaded));
+        drop(rx);
+        assert_eq!(h.send(status()).err(), Some(LoopError::Stopped));
+    }
+
+    #[test]
+    fn queued_peer_data_is_bounded_by_bytes() {
+        let (tx, rx) = std_mpsc::sync_channel(1000);
+        let h = Handle {
+            tx,
+            peer_bytes: Arc::new(AtomicU64::new(0)),
+        };
+        let big = || {
+            Event::Messages(vec![Message {
+                from: "n2".into(),
+                to: "n1".into(),
+                term: 1,
+                body: raft::MessageBody::Append {
+                    prev_log_index: 0,
+                    prev_log_term: 0,
+                    entries: vec![Entry {
+                        term: 1,
+                        index: 1,
+                        data: vec![0; 64 << 20],
+                    }],
+                    commit: 0,
+                    read_ctx: 0,
+                },
+            }])
+        };
+        let mut ok = 0;
+        while h.send(big()).is_ok() {
+            ok += 1;
+            assert!(ok < 100, "not bounded");
+        }
+        assert_eq!(ok, (MAX_QUEUED_PEER_BYTES >> 26) as usize);
+        drop(rx);
     }
 }

@@ -199,7 +199,20 @@ async fn a_new_leader_serves_writes_within_a_second_of_sigkill_and_the_old_one_c
 /// data, heartbeats on a lane of their own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
-    let mut c = Cluster::new(3, &["--request-timeout", "5000"]);
+    catch_up_after_large_writes(&["--request-timeout", "5000"]).await;
+}
+
+/// The same through a snapshot of about 9 MB (10 keys of 900 KB), sent in 1 MiB chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_9_mb_snapshot_catches_up_in_chunks_within_10_s() {
+    let c =
+        catch_up_after_large_writes(&["--request-timeout", "5000", "--snapshot-every", "30"]).await;
+    let s = c.logs();
+    assert!(s.contains("installed snapshot"), "{s}");
+}
+
+async fn catch_up_after_large_writes(args: &[&str]) -> Cluster {
+    let mut c = Cluster::new(3, args);
     c.start_all();
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let lagging = (leader + 1) % 3;
@@ -247,6 +260,7 @@ async fn a_follower_behind_100_writes_of_900_kb_catches_up_within_10_s() {
     assert_eq!(st, 200);
     assert!(b["value"].as_str().unwrap().starts_with("99v"));
     assert!(!c.logs().contains("status=413"), "{}", c.logs());
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,6 +543,62 @@ async fn damage_before_the_wal_tail_stops_the_node_with_file_and_offset() {
     let log = c.nodes[0].log_text();
     let want = format!("refused data: {}@0: ", p.display());
     assert!(log.contains(&want), "{log}");
+}
+
+/// Issue 12's reproduction: one byte of record #2's length field changed. The correct node
+/// refuses to start naming file and offset; `--bug torn-tail-any-damage` starts and has lost
+/// every acknowledged write after the damage (and its term and vote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_length_field_is_refused_and_the_bug_mode_silently_loses_the_writes() {
+    let mut c = Cluster::new(1, &[]);
+    c.start_all();
+    c.wait_leader(Duration::from_secs(5)).await;
+    for i in 0..5 {
+        let (st, _) = c
+            .put(0, &format!("d{i}"), json!(i), &format!("d-{i}"))
+            .await;
+        assert_eq!(st, 200);
+    }
+    c.nodes[0].signal(libc::SIGTERM);
+    assert!(c.nodes[0].wait_exit(Duration::from_secs(5)).is_some());
+    let p = wal_path(&c.nodes[0].data_dir);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let first_len = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let rec2 = splitbrain_node::wal::HEADER + first_len;
+    bytes[rec2 + 2] ^= 0x01; // the length grows by 64 KiB: past the end of the file
+    std::fs::write(&p, &bytes).unwrap();
+
+    c.nodes[0].start();
+    let st = c.nodes[0]
+        .wait_exit(Duration::from_secs(5))
+        .expect("the correct node must refuse to start");
+    assert!(!st.success());
+    let want = format!("refused data: {}@{rec2}: ", p.display());
+    assert!(c.nodes[0].log_text().contains(&want), "{}", c.logs());
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        bytes,
+        "the refused log is left as it was"
+    );
+
+    c.nodes[0]
+        .args
+        .extend(["--bug".to_string(), "torn-tail-any-damage".to_string()]);
+    c.nodes[0].start();
+    c.wait_leader(Duration::from_secs(5)).await;
+    let mut lost = 0;
+    for i in 0..5 {
+        let (st, b) = c.get(0, &format!("d{i}")).await;
+        assert_eq!(st, 200);
+        if b["value"].is_null() {
+            lost += 1;
+        }
+    }
+    assert!(
+        lost >= 4,
+        "the bug mode should lose the writes after record #2 (lost {lost})"
+    );
+    assert!(c.logs().contains("torn tail"), "{}", c.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,6 +367,36 @@ async fn append_builds_a_list_once_per_request_id_and_refuses_a_non_list() {
     n.stop().await;
 }
 
+/// A client that sends its head and then stalls in the body gets the server's deadline
+/// answer (`--request-timeout` + 2 s): 504 indefinite for a write, and the node serves on.
+#[tokio::test]
+async fn a_client_stalling_in_its_body_gets_the_server_deadline_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path(), &["--request-timeout", "200"]).await;
+    let addr = n.url.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PUT /kv/a HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\":")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let got = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..got]).to_string();
+    let took = t.elapsed();
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("\"definite\":false"), "{text}");
+    assert!(
+        took >= Duration::from_millis(2000) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(n.req("GET", "/kv/a", None, &[]).await.0, 200);
+    n.stop().await;
+}
+
 #[test]
 fn bad_flags_are_refused_naming_the_flag() {
     let bad: &[(&[&str], &str)] = &[

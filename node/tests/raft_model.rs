@@ -97,6 +97,7 @@ impl RaftModel {
             max_entries_per_msg: 2,
             max_bytes_per_msg: u64::MAX,
             max_inflight_bytes: u64::MAX,
+            max_snapshot_chunk: u64::MAX,
             bugs: self.bugs.clone(),
         }
     }

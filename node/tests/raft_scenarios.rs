@@ -520,7 +520,23 @@ fn follower_within_leader_lease_ignores_higher_term_vote_requests() {
 // Raft §7: a follower whose next entry was compacted away is caught up by InstallSnapshot.
 #[test]
 fn follower_behind_compacted_log_catches_up_by_snapshot() {
-    let mut c = Cluster::new(3);
+    assert_eq!(
+        catch_up_by_snapshot(u64::MAX),
+        1,
+        "one whole snapshot message"
+    );
+}
+
+// Issue 12.2: a snapshot larger than `max_snapshot_chunk` travels in acknowledged chunks.
+#[test]
+fn a_snapshot_larger_than_a_chunk_is_sent_in_chunks_and_installed_after_the_last() {
+    let chunks = catch_up_by_snapshot(16);
+    assert!(chunks >= 5, "{chunks} InstallSnapshot messages");
+}
+
+/// Returns how many InstallSnapshot messages reached n3.
+fn catch_up_by_snapshot(chunk: u64) -> usize {
+    let mut c = Cluster::with(3, |cfg| cfg.max_snapshot_chunk = chunk);
     for n in c.nodes.values_mut() {
         n.snapshot_every = 10;
     }
@@ -552,6 +568,7 @@ fn follower_behind_compacted_log_catches_up_by_snapshot() {
     }
     assert!(snapshots >= 1, "an InstallSnapshot was sent");
     let want: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i]).collect();
+    // Every chunk but the last is acknowledged without installing anything.
     assert_eq!(c.applied_data("n3"), want);
     assert!(
         c.nodes["n3"].disk.snapshot.is_some(),
@@ -563,6 +580,7 @@ fn follower_behind_compacted_log_catches_up_by_snapshot() {
         c.applied_data("n3").last().map(|d| d.as_slice()),
         Some(&b"after"[..])
     );
+    snapshots
 }
 
 fn append(term: Term, prev: Index, prev_term: Term, n: u64, commit: Index) -> Message {
@@ -853,6 +871,8 @@ fn malformed_messages_are_ignored_without_panic() {
         },
         MessageBody::InstallSnapshotResponse {
             match_index: u64::MAX,
+            snapshot_index: 0,
+            next_offset: 0,
         },
         MessageBody::InstallSnapshot {
             snapshot: splitbrain_node::raft::Snapshot {
@@ -860,6 +880,22 @@ fn malformed_messages_are_ignored_without_panic() {
                 term: 0,
                 data: vec![],
             },
+            offset: 0,
+            total: 0,
+        },
+        MessageBody::InstallSnapshot {
+            snapshot: splitbrain_node::raft::Snapshot {
+                index: 5,
+                term: 1,
+                data: vec![1, 2, 3],
+            },
+            offset: 9,
+            total: 10, // runs past its total
+        },
+        MessageBody::InstallSnapshotResponse {
+            match_index: 0,
+            snapshot_index: u64::MAX,
+            next_offset: u64::MAX,
         },
         MessageBody::Vote {
             pre_vote: false,

@@ -49,6 +49,7 @@ struct SimParams {
     /// they were before byte-based flow control).
     max_bytes_per_msg: u64,
     max_inflight_bytes: u64,
+    max_snapshot_chunk: u64,
     pre_vote: bool,
     check_quorum: bool,
     bugs: CoreBugs,
@@ -75,6 +76,7 @@ impl SimParams {
             max_inflight: [1, 4][r.gen_range(0..2)],
             max_bytes_per_msg: [u64::MAX, 1, 12][rb.gen_range(0..3)],
             max_inflight_bytes: [u64::MAX, 1, 30][rb.gen_range(0..3)],
+            max_snapshot_chunk: [u64::MAX, 64, 512][rb.gen_range(0..3)],
             pre_vote: r.gen_bool(0.75),
             check_quorum: r.gen_bool(0.75),
             bugs,
@@ -119,6 +121,7 @@ impl Sim {
                 cfg.max_inflight = p.max_inflight;
                 cfg.max_bytes_per_msg = p.max_bytes_per_msg;
                 cfg.max_inflight_bytes = p.max_inflight_bytes;
+                cfg.max_snapshot_chunk = p.max_snapshot_chunk;
                 cfg.pre_vote = p.pre_vote;
                 cfg.check_quorum = p.check_quorum;
                 let mut n = SimNode::new(cfg, rng.gen());

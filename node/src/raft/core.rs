@@ -39,6 +39,15 @@ struct PendingRead {
     acks: BTreeSet<NodeId>,
 }
 
+/// Follower: a chunked snapshot being received.
+#[derive(Clone, Debug, Hash)]
+struct IncomingSnapshot {
+    index: Index,
+    term: Term,
+    total: u64,
+    data: Vec<u8>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Raft {
     cfg: Config,
@@ -68,6 +77,8 @@ pub(crate) struct Raft {
     commit_round_due: bool,
     /// The hard state handed out last.
     prev_hard_state: HardState,
+    /// Follower: the chunks received so far of a snapshot sent in chunks.
+    incoming_snapshot: Option<IncomingSnapshot>,
     rng: StdRng,
 }
 
@@ -89,6 +100,7 @@ impl std::hash::Hash for Raft {
         self.queued_reads.hash(h);
         self.read_seq.hash(h);
         self.prev_hard_state.hash(h);
+        self.incoming_snapshot.hash(h);
     }
 }
 
@@ -125,6 +137,7 @@ impl Raft {
             read_round_due: false,
             commit_round_due: false,
             prev_hard_state,
+            incoming_snapshot: None,
             rng,
             cfg,
         };
@@ -337,6 +350,16 @@ impl Raft {
                 ProgressState::Snapshot => pr.stall += 1,
             }
             pr.match_at_heartbeat = pr.match_index;
+            if pr.state == ProgressState::Snapshot
+                && pr.sending.is_some()
+                && (2..10).contains(&pr.stall)
+            {
+                // A chunk or its acknowledgement was lost: send the last chunk again (the
+                // follower answers with the byte it wants, from 0 after a restart).
+                let off = pr.chunk_offset;
+                self.send_snapshot_chunk(&p, off);
+                continue;
+            }
             // A snapshot may be large and slow to transfer: give it longer before resending.
             let limit = if pr.state == ProgressState::Snapshot {
                 10
@@ -452,7 +475,11 @@ impl Raft {
                 MessageBody::InstallSnapshot { .. } => self.send(
                     &m.from,
                     term,
-                    MessageBody::InstallSnapshotResponse { match_index: 0 },
+                    MessageBody::InstallSnapshotResponse {
+                        match_index: 0,
+                        snapshot_index: 0,
+                        next_offset: 0,
+                    },
                 ),
                 MessageBody::Vote { pre_vote, .. } => {
                     let pre_vote = *pre_vote;
@@ -525,7 +552,11 @@ impl Raft {
                     read_ctx,
                 );
             }
-            MessageBody::InstallSnapshot { snapshot } => {
+            MessageBody::InstallSnapshot {
+                snapshot,
+                offset,
+                total,
+            } => {
                 if self.role == Role::Leader {
                     return;
                 }
@@ -535,7 +566,12 @@ impl Raft {
                 }
                 self.leader = Some(from.clone());
                 self.election_elapsed = 0;
-                self.handle_snapshot(from, snapshot);
+                if total == 0 {
+                    self.incoming_snapshot = None;
+                    self.handle_snapshot(from, snapshot);
+                } else {
+                    self.handle_snapshot_chunk(from, snapshot, offset, total);
+                }
             }
             MessageBody::AppendResponse {
                 success,
@@ -555,9 +591,13 @@ impl Raft {
                     );
                 }
             }
-            MessageBody::InstallSnapshotResponse { match_index } => {
+            MessageBody::InstallSnapshotResponse {
+                match_index,
+                snapshot_index,
+                next_offset,
+            } => {
                 if self.role == Role::Leader {
-                    self.handle_snapshot_response(from, match_index);
+                    self.handle_snapshot_response(from, match_index, snapshot_index, next_offset);
                 }
             }
         }
@@ -804,7 +844,119 @@ impl Raft {
         self.send(
             &from,
             term,
-            MessageBody::InstallSnapshotResponse { match_index },
+            MessageBody::InstallSnapshotResponse {
+                match_index,
+                snapshot_index: 0,
+                next_offset: 0,
+            },
+        );
+    }
+
+    /// One chunk of a snapshot: collect it, install after the last one, acknowledge with
+    /// the next byte wanted.
+    fn handle_snapshot_chunk(&mut self, from: NodeId, chunk: Snapshot, offset: u64, total: u64) {
+        let (index, term) = (chunk.index, chunk.term);
+        if index <= self.log.commit || self.log.term(index) == Some(term) {
+            // Nothing to install (committed already, or we hold its last entry): answer
+            // with the match at once.
+            self.incoming_snapshot = None;
+            let meta = Snapshot {
+                index,
+                term,
+                data: Vec::new(),
+            };
+            self.handle_snapshot(from, meta);
+            return;
+        }
+        let same = |s: &IncomingSnapshot| s.index == index && s.term == term && s.total == total;
+        if offset == 0 {
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                index,
+                term,
+                total,
+                data: chunk.data,
+            });
+        } else if let Some(s) = &mut self.incoming_snapshot {
+            if same(s) && s.data.len() as u64 == offset {
+                s.data.extend_from_slice(&chunk.data);
+            }
+        }
+        let have = match &self.incoming_snapshot {
+            Some(s) if same(s) => s.data.len() as u64,
+            _ => 0,
+        };
+        if have >= total {
+            // Checked just above that it is this snapshot's buffer.
+            let s = self
+                .incoming_snapshot
+                .take()
+                .expect("buffer of this snapshot");
+            self.handle_snapshot(
+                from,
+                Snapshot {
+                    index,
+                    term,
+                    data: s.data,
+                },
+            );
+            return;
+        }
+        let t = self.term;
+        self.send(
+            &from,
+            t,
+            MessageBody::InstallSnapshotResponse {
+                match_index: 0,
+                snapshot_index: index,
+                next_offset: have,
+            },
+        );
+    }
+
+    /// Leader: sends `to` the chunk that starts at `offset` of the snapshot it is being sent
+    /// (the whole snapshot in one message, the form before chunking, when it fits).
+    fn send_snapshot_chunk(&mut self, to: &NodeId, offset: u64) {
+        let max = self.cfg.max_snapshot_chunk.max(1);
+        let term = self.term;
+        let Some(pr) = self.progress.get_mut(to) else {
+            return;
+        };
+        let snap = match &pr.sending {
+            Some(s) => s,
+            None => {
+                if self.log.snapshot.data.len() as u64 <= max {
+                    let snapshot = self.log.snapshot.clone();
+                    self.send(
+                        to,
+                        term,
+                        MessageBody::InstallSnapshot {
+                            snapshot,
+                            offset: 0,
+                            total: 0,
+                        },
+                    );
+                    return;
+                }
+                pr.sending.insert(self.log.snapshot.clone())
+            }
+        };
+        let total = snap.data.len() as u64;
+        let lo = offset.min(total);
+        let hi = (lo + max).min(total);
+        let chunk = Snapshot {
+            index: snap.index,
+            term: snap.term,
+            data: snap.data[lo as usize..hi as usize].to_vec(),
+        };
+        pr.chunk_offset = lo;
+        self.send(
+            to,
+            term,
+            MessageBody::InstallSnapshot {
+                snapshot: chunk,
+                offset: lo,
+                total,
+            },
         );
     }
 
@@ -870,7 +1022,13 @@ impl Raft {
         self.ack_reads(&from, read_ctx);
     }
 
-    fn handle_snapshot_response(&mut self, from: NodeId, match_index: Index) {
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        match_index: Index,
+        snapshot_index: Index,
+        next_offset: u64,
+    ) {
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
@@ -880,6 +1038,16 @@ impl Raft {
         if pr.state == ProgressState::Snapshot && pr.match_index >= pr.pending_snapshot {
             let m = pr.match_index;
             pr.become_probe(m + 1);
+        } else if pr.state == ProgressState::Snapshot
+            && snapshot_index > 0
+            && pr
+                .sending
+                .as_ref()
+                .is_some_and(|s| s.index == snapshot_index)
+        {
+            // A chunk acknowledged: the transfer is alive; send the chunk asked for.
+            pr.stall = 0;
+            self.send_snapshot_chunk(&from, next_offset);
         }
         if news {
             self.maybe_commit();
@@ -951,14 +1119,12 @@ impl Raft {
         let prev = next - 1;
         let Some(prev_term) = self.log.term(prev) else {
             // Compacted away: only a snapshot can catch this follower up.
-            let snapshot = self.log.snapshot.clone();
-            let index = snapshot.index;
+            let index = self.log.snapshot.index;
             self.progress
                 .get_mut(to)
                 .expect("looked up above")
                 .become_snapshot(index);
-            let term = self.term;
-            self.send(to, term, MessageBody::InstallSnapshot { snapshot });
+            self.send_snapshot_chunk(to, 0);
             return false;
         };
         let hi = last.min(next + max_entries - 1);
@@ -1152,6 +1318,8 @@ impl Raft {
 /// Indices and terms beyond this are refused as malformed, so arithmetic on them cannot
 /// overflow (a real cluster would need 2^62 entries or elections to get there).
 const MAX_SANE: u64 = 1 << 62;
+/// Largest snapshot a chunked transfer may announce (1 TiB).
+const MAX_SNAPSHOT: u64 = 1 << 40;
 
 /// Structural checks on a message from the network; ill-formed ones are dropped.
 fn well_formed(m: &Message) -> bool {
@@ -1178,11 +1346,19 @@ fn well_formed(m: &Message) -> bool {
             }
             *prev_log_term <= m.term
         }
-        MessageBody::InstallSnapshot { snapshot } => {
+        MessageBody::InstallSnapshot {
+            snapshot,
+            offset,
+            total,
+        } => {
             snapshot.index > 0
                 && snapshot.index <= MAX_SANE
                 && snapshot.term > 0
                 && snapshot.term <= m.term
+                && *total <= MAX_SNAPSHOT
+                && offset
+                    .checked_add(snapshot.data.len() as u64)
+                    .is_some_and(|end| *total == 0 && *offset == 0 || end <= *total)
         }
         MessageBody::Vote {
             last_log_term,
@@ -1195,7 +1371,13 @@ fn well_formed(m: &Message) -> bool {
             conflict_term,
             ..
         } => *match_index <= MAX_SANE && *conflict_index <= MAX_SANE && *conflict_term <= MAX_SANE,
-        MessageBody::InstallSnapshotResponse { match_index } => *match_index <= MAX_SANE,
+        MessageBody::InstallSnapshotResponse {
+            match_index,
+            snapshot_index,
+            next_offset,
+        } => {
+            *match_index <= MAX_SANE && *snapshot_index <= MAX_SANE && *next_offset <= MAX_SNAPSHOT
+        }
         MessageBody::VoteResponse { .. } => true,
     }
 }

@@ -122,11 +122,26 @@ pub enum MessageBody {
         conflict_term: Term,
         read_ctx: u64,
     },
+    /// A snapshot, whole or in chunks. Chunked (`total > 0`): `snapshot.data` holds bytes
+    /// `offset..offset + data.len()` of the `total`-byte data of snapshot `(index, term)`;
+    /// the follower acknowledges each chunk and installs the snapshot after the last one.
+    /// Whole (`total == 0`, the form before chunking): `snapshot.data` is all of it.
     InstallSnapshot {
         snapshot: Snapshot,
+        #[serde(default)]
+        offset: u64,
+        #[serde(default)]
+        total: u64,
     },
+    /// `match_index`: the follower's log now matches up to there (after a whole snapshot or
+    /// its last chunk). A chunk acknowledgement has `snapshot_index` set (the snapshot being
+    /// received) and `next_offset`, the byte the follower wants next (0: from the start).
     InstallSnapshotResponse {
         match_index: Index,
+        #[serde(default)]
+        snapshot_index: Index,
+        #[serde(default)]
+        next_offset: u64,
     },
 }
 
@@ -237,6 +252,9 @@ pub struct Config {
     /// At most this many bytes of entry data unacknowledged per follower (etcd's
     /// `MaxInflightBytes`); the message that crosses it is sent, then the follower pauses.
     pub max_inflight_bytes: u64,
+    /// Snapshot data per InstallSnapshot message; a larger snapshot is sent in chunks, each
+    /// acknowledged before the next.
+    pub max_snapshot_chunk: u64,
     pub bugs: CoreBugs,
 }
 
@@ -437,6 +455,8 @@ mod encoding_tests {
                         term: 4,
                         data: all.clone(),
                     },
+                    offset: 0,
+                    total: 0,
                 },
             },
         ] {

@@ -34,6 +34,10 @@ pub(crate) struct Progress {
     pub inflight_bytes: u64,
     /// Snapshot: index of the snapshot sent.
     pub pending_snapshot: Index,
+    /// Snapshot: the snapshot being sent in chunks (kept so that a compaction on the leader
+    /// during the transfer does not restart it) and the offset of the last chunk sent.
+    pub sending: Option<super::Snapshot>,
+    pub chunk_offset: u64,
     /// Heard from in the current check-quorum period.
     pub recent_active: bool,
     /// Heartbeat periods in a row without progress while messages were outstanding; the
@@ -54,6 +58,8 @@ impl Progress {
             inflight_sizes: VecDeque::new(),
             inflight_bytes: 0,
             pending_snapshot: 0,
+            sending: None,
+            chunk_offset: 0,
             recent_active: false,
             stall: 0,
             match_at_heartbeat: 0,
@@ -66,11 +72,15 @@ impl Progress {
         self.probe_sent = false;
         self.clear_inflight();
         self.pending_snapshot = 0;
+        self.sending = None;
+        self.chunk_offset = 0;
         self.stall = 0;
     }
 
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.sending = None;
+        self.chunk_offset = 0;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.clear_inflight();
@@ -80,6 +90,8 @@ impl Progress {
     pub fn become_snapshot(&mut self, snapshot_index: Index) {
         self.state = ProgressState::Snapshot;
         self.pending_snapshot = snapshot_index;
+        self.sending = None;
+        self.chunk_offset = 0;
         self.clear_inflight();
         self.probe_sent = false;
         self.stall = 0;

@@ -67,6 +67,7 @@ pub fn config(id: &str, all: &[String], bugs: CoreBugs) -> Config {
         max_entries_per_msg: 8,
         max_bytes_per_msg: u64::MAX,
         max_inflight_bytes: u64::MAX,
+        max_snapshot_chunk: u64::MAX,
         bugs,
     }
 }
