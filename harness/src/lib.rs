@@ -20,12 +20,16 @@
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
 //! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
 //! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
-//! - [`summary`]: statistics of a run and the terminal summary.
+//! - [`analysis`]: one analysis of a run's history (ops, fault windows, statistics,
+//!   availability, recovery times) that the summary, `results.json`, the report and the suite
+//!   all read.
+//! - [`summary`]: the terminal summary of a run's statistics.
 //! - [`report`]: `report.html`, `latency.svg`, `rate.svg` for a run directory or a history.
 //! - [`store`]: the results directory (`results/<name>/<time>/`, `results/latest`).
 //! - [`suite`]: a matrix of runs from a suite file, `summary.json/html`, `junit.xml`.
 //! - [`testkit`]: fixtures shared by the unit and integration tests (not for production use).
 
+pub mod analysis;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -40,6 +40,9 @@ pub struct RunOutcome {
     pub valid: Verdict,
     pub interrupted: bool,
     pub stats: Stats,
+    /// `[[event index, reason], …]`: why each `fail` or `info` happened (what the analysis of
+    /// the stored history needs to tell a failed compare from an outage).
+    pub reasons: serde_json::Value,
     pub check: CheckReport,
     /// Members that exited on their own during the run.
     pub crashed: Vec<(String, String)>,
@@ -308,7 +311,8 @@ async fn run_async(
 
     // Check.
     let events = recorder.events();
-    let stats = summary::stats(&events, &recorder.reasons());
+    let reasons = recorder.reasons();
+    let stats = summary::stats(&events, &reasons);
     let history = History::from_events(events)
         .map_err(|e| anyhow::anyhow!("the recorded history is malformed: {e}"))?;
     if opts.interactive {
@@ -331,6 +335,7 @@ async fn run_async(
         valid: report.valid,
         interrupted,
         stats,
+        reasons: crate::analysis::reasons_json(&reasons),
         check: report,
         crashed,
         elapsed_s: t0.elapsed().as_secs_f64(),
@@ -357,6 +362,7 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
         "checker": o.check,
         "counterexample_text": o.check.counterexample.as_ref().map(|c| c.to_text()),
         "stats": o.stats,
+        "reasons": o.reasons,
         "crashed_members": o.crashed,
         "elapsed_s": o.elapsed_s,
     })

@@ -1,169 +1,16 @@
-//! The summary of a run, computed from its history: operations by function and outcome in and
-//! out of faults, availability, latency percentiles, the faults injected. Serialized into
-//! `results.json` (`stats`) and printed for people.
+//! The terminal summary of a run: operations by function and outcome in and out of faults,
+//! availability, latency percentiles, the faults injected. The numbers are
+//! `crate::analysis`'s (the same as `results.json`'s `stats` and the report's).
 
-use serde::Serialize;
+use crate::analysis::Analysis;
+pub use crate::analysis::{Counts, FaultRecord, Latency, Stats};
 use serde_json::Value;
-use splitbrain_checker::history::{Event, EventType, Process};
-use std::collections::{BTreeMap, HashMap};
+use splitbrain_checker::history::Event;
 
-/// ok/fail/info counts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct Counts {
-    pub ok: u64,
-    pub fail: u64,
-    pub info: u64,
-    /// `fail`s that were answers (cas mismatches), counted as available.
-    #[serde(skip)]
-    pub answered_fail: u64,
-}
-
-impl Counts {
-    fn add(&mut self, t: EventType) {
-        match t {
-            EventType::Ok => self.ok += 1,
-            EventType::Fail => self.fail += 1,
-            EventType::Info => self.info += 1,
-            EventType::Invoke => {}
-        }
-    }
-    pub fn total(&self) -> u64 {
-        self.ok + self.fail + self.info
-    }
-    /// (ok + answered fails) / all completed, or `None` without operations.
-    pub fn availability(&self) -> Option<f64> {
-        (self.total() > 0).then(|| (self.ok + self.answered_fail) as f64 / self.total() as f64)
-    }
-}
-
-/// Latency percentiles of `ok` operations, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct Latency {
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-/// One fault as the history recorded it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct FaultRecord {
-    pub f: String,
-    pub start_s: f64,
-    pub stop_s: Option<f64>,
-    pub value: Value,
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Stats {
-    /// By function (`read`, `write`, `cas`), invoked while no fault was active.
-    pub outside_faults: BTreeMap<String, Counts>,
-    /// By function, invoked while a fault was active.
-    pub during_faults: BTreeMap<String, Counts>,
-    pub total: Counts,
-    /// Share of operations the system answered definitively: `ok`, plus cas that failed
-    /// because the value differed (`cas-mismatch`: an answer, not an outage).
-    pub availability: Option<f64>,
-    /// `fail` and `info` completions by reason (`cas-mismatch`, `timeout`, `not-leader`, …).
-    pub reasons: BTreeMap<String, u64>,
-    pub availability_during_faults: Option<f64>,
-    pub availability_outside_faults: Option<f64>,
-    pub latency: Latency,
-    pub faults: Vec<FaultRecord>,
-    /// Invocations never completed (the run was cut short).
-    pub open: u64,
-    /// Number of distinct keys.
-    pub keys: usize,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1e6
-}
-
-/// Computes the statistics of a history; `reasons[i]` is why event `i` failed (may be empty).
+/// Computes the statistics of a history (`crate::analysis`); `reasons[i]` is why event `i`
+/// failed (may be empty).
 pub fn stats(events: &[Event], reasons: &[Option<String>]) -> Stats {
-    let mut s = Stats::default();
-    // Fault windows: a start-X opens one, the next stop-X closes it (faults of different
-    // families may overlap).
-    let mut windows: Vec<(u64, u64)> = Vec::new();
-    let mut open: Vec<(String, usize)> = Vec::new();
-    for e in events.iter().filter(|e| e.process == Process::Nemesis) {
-        if let Some(fam) = e.f.strip_prefix("start-") {
-            s.faults.push(FaultRecord {
-                f: e.f.clone(),
-                start_s: e.time as f64 / 1e9,
-                stop_s: None,
-                value: e.value.clone(),
-            });
-            windows.push((e.time, u64::MAX));
-            open.push((fam.to_string(), windows.len() - 1));
-        } else if let Some(fam) = e.f.strip_prefix("stop-") {
-            if let Some(pos) = open.iter().rposition(|(f, _)| f == fam) {
-                let (_, w) = open.remove(pos);
-                windows[w].1 = e.time;
-                s.faults[w].stop_s = Some(e.time as f64 / 1e9);
-            }
-        }
-    }
-    let in_fault = |t: u64| windows.iter().any(|&(a, b)| t >= a && t <= b);
-    let mut inflight: HashMap<u64, &Event> = HashMap::new();
-    let mut lat = Vec::new();
-    let mut keys = std::collections::BTreeSet::new();
-    let (mut during, mut outside) = (Counts::default(), Counts::default());
-    for e in events {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        if let Some(k) = &e.key {
-            keys.insert(k.to_string());
-        }
-        if e.kind == EventType::Invoke {
-            inflight.insert(p, e);
-            continue;
-        }
-        let Some(inv) = inflight.remove(&p) else {
-            continue;
-        };
-        let fault = in_fault(inv.time);
-        let reason = reasons.get(e.index as usize).cloned().flatten();
-        let answered = reason.as_deref() == Some("cas-mismatch");
-        if let Some(r) = reason {
-            *s.reasons.entry(r).or_default() += 1;
-        }
-        let table = if fault {
-            &mut s.during_faults
-        } else {
-            &mut s.outside_faults
-        };
-        table.entry(e.f.clone()).or_default().add(e.kind);
-        let side = if fault { &mut during } else { &mut outside };
-        side.add(e.kind);
-        if answered {
-            side.answered_fail += 1;
-            s.total.answered_fail += 1;
-        }
-        s.total.add(e.kind);
-        if e.kind == EventType::Ok {
-            lat.push(e.time.saturating_sub(inv.time));
-        }
-    }
-    s.open = inflight.len() as u64;
-    s.keys = keys.len();
-    lat.sort_unstable();
-    s.latency = Latency {
-        p50_ms: percentile(&lat, 0.50),
-        p95_ms: percentile(&lat, 0.95),
-        p99_ms: percentile(&lat, 0.99),
-        max_ms: lat.last().map_or(0.0, |&m| m as f64 / 1e6),
-    };
-    s.availability = s.total.availability();
-    s.availability_during_faults = during.availability();
-    s.availability_outside_faults = outside.availability();
-    s
+    Analysis::from_events(events, reasons).stats
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -180,14 +27,24 @@ pub fn render(s: &Stats) -> String {
         .collect();
     fs.sort();
     fs.dedup();
-    out.push_str("operations          ok    fail    info   (outside faults | during faults)\n");
+    // Each group of columns has its own headings.
+    let row = |name: &str, a: [String; 3], b: [String; 3]| {
+        format!(
+            "{name:<10} {:>8} {:>7} {:>7}   {:>7} {:>7} {:>7}\n",
+            a[0], a[1], a[2], b[0], b[1], b[2]
+        )
+    };
+    out.push_str(&format!(
+        "{:<10} {:<26}   {}\n",
+        "operations", "outside faults", "during faults"
+    ));
+    let heads = || ["ok".to_string(), "fail".into(), "info".into()];
+    out.push_str(&row("", heads(), heads()));
     for f in fs {
         let o = s.outside_faults.get(f).copied().unwrap_or_default();
         let d = s.during_faults.get(f).copied().unwrap_or_default();
-        out.push_str(&format!(
-            "  {f:<8} {:>7} {:>7} {:>7}   | {:>7} {:>7} {:>7}\n",
-            o.ok, o.fail, o.info, d.ok, d.fail, d.info
-        ));
+        let n = |c: Counts| [c.ok.to_string(), c.fail.to_string(), c.info.to_string()];
+        out.push_str(&row(&format!("  {f}"), n(o), n(d)));
     }
     out.push_str(&format!(
         "  total    {:>7} ok, {} fail, {} info, {} keys{}\n",
@@ -264,6 +121,7 @@ pub fn describe_fault(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use splitbrain_checker::history::{EventType, Process};
 
     fn ev(index: u64, time_ms: u64, process: Process, kind: EventType, f: &str) -> Event {
         Event {
@@ -332,5 +190,13 @@ mod tests {
         assert_eq!(s.faults.len(), 1);
         assert_eq!(s.faults[0].stop_s, Some(0.2));
         assert!(render(&s).contains("faults injected     1"));
+        let text = render(&s);
+        let head: Vec<&str> = text.lines().take(2).collect();
+        assert!(head[0].contains("outside faults") && head[0].contains("during faults"));
+        assert_eq!(
+            head[1].matches("ok").count(),
+            2,
+            "each group has its headings: {text}"
+        );
     }
 }

@@ -101,7 +101,7 @@ impl TestRunner {
             availability_during_faults: o.stats.availability_during_faults,
             latency_p50_ms: some(o.stats.latency.p50_ms),
             latency_p99_ms: some(o.stats.latency.p99_ms),
-            recovery_s: suite::history::median_recovery(&o.run_dir),
+            recovery_s: o.stats.median_recovery_s(),
             ops_ok: ok,
         }
     }

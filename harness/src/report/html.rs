@@ -358,7 +358,7 @@ pub fn render(page: &Page, latency_svg: &str, rate_svg: &str) -> String {
         out,
         "<section><h2>Timeline</h2><div class=\"controls\"><button id=\"zoom-in\">zoom in</button><button id=\"zoom-out\">zoom out</button>\
          <button id=\"reset\">whole run</button><span id=\"view-info\"></span></div>\
-         <p class=\"muted\">One lane per client worker (a process keeps its lane; after an <i>info</i> the worker's next process continues in it); each op is a bar from invoke to completion: \
+         <p class=\"muted\">One lane per client worker (a process keeps its lane; after an <i>info</i> the worker's next process continues in it), and one lane for all the final reads; each op is a bar from invoke to completion: \
          <span class=\"key ok\"></span>ok <span class=\"key fail\"></span>fail <span class=\"key info\"></span>info (unknown; a bar to the end = never completed). \
          <span class=\"key fault\"></span>fault. Wheel: zoom at cursor; drag: pan; hover: details.</p>\
          <div id=\"timeline-wrap\"><canvas id=\"timeline\" data-total-ops=\"{}\" data-drawn-ops=\"0\"></canvas><div id=\"tooltip\" hidden></div></div></section>",

@@ -291,7 +291,8 @@ impl Page {
             Ok(text) => parse_jsonl(&text),
             Err(e) => (Vec::new(), vec![format!("cannot read history.jsonl: {e}")]),
         };
-        let data = PageData::from_events(&events, warnings);
+        let reasons = crate::analysis::reasons_from_results(results.as_ref());
+        let data = PageData::from_events_with_reasons(&events, warnings, &reasons);
         if info.start.is_none() {
             info.start = dir.file_name().map(|n| n.to_string_lossy().into_owned());
         }

@@ -65,6 +65,9 @@ pub struct Op {
     pub outcome: Outcome,
     /// Whether the op was invoked while a fault was active.
     pub in_fault: bool,
+    /// Why it failed or is unknown (from `results.json`'s `reasons`, when the run has them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Op {
@@ -113,13 +116,9 @@ impl Quantiles {
     }
 }
 
-/// Nearest-rank quantile of sorted values; 0 for none.
+/// Nearest-rank quantile of sorted values; 0 for none (`crate::analysis::percentile`).
 pub fn quantile_sorted(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::analysis::percentile(sorted, p)
 }
 
 /// Counts of one operation function, in and out of faults.
@@ -128,22 +127,30 @@ pub struct Counts {
     pub ok: usize,
     pub fail: usize,
     pub info: usize,
+    /// `fail`s that were answers (failed compares): available (`crate::analysis`).
+    pub answered_fail: usize,
 }
 
 impl Counts {
-    fn add(&mut self, o: Outcome) {
-        match o {
+    fn add(&mut self, op: &Op) {
+        match op.outcome {
             Outcome::Ok => self.ok += 1,
-            Outcome::Fail => self.fail += 1,
+            Outcome::Fail => {
+                self.fail += 1;
+                if crate::analysis::answered_fail(&op.f, op.reason.as_deref()) {
+                    self.answered_fail += 1;
+                }
+            }
             Outcome::Info => self.info += 1,
         }
     }
     pub fn total(&self) -> usize {
         self.ok + self.fail + self.info
     }
-    /// Share of ops that completed `ok`; `None` when there are none.
+    /// Share of ops that were available (`crate::analysis`'s one definition: ok, or a failed
+    /// compare); `None` when there are none.
     pub fn availability(&self) -> Option<f64> {
-        (self.total() > 0).then(|| self.ok as f64 / self.total() as f64)
+        (self.total() > 0).then(|| (self.ok + self.answered_fail) as f64 / self.total() as f64)
     }
 }
 
@@ -335,7 +342,17 @@ fn fault_edge(f: &str) -> Option<(bool, String)> {
 impl PageData {
     /// Builds the page data from history events (DESIGN §1 JSON). `warnings` from reading are
     /// carried into the page.
-    pub fn from_events(events: &[Value], mut warnings: Vec<String>) -> PageData {
+    pub fn from_events(events: &[Value], warnings: Vec<String>) -> PageData {
+        Self::from_events_with_reasons(events, warnings, &[])
+    }
+
+    /// [`PageData::from_events`] with the reason of each `fail`/`info` completion by event
+    /// index (`results.json`'s `reasons`), so that availability is `crate::analysis`'s.
+    pub fn from_events_with_reasons(
+        events: &[Value],
+        mut warnings: Vec<String>,
+        reasons: &[Option<String>],
+    ) -> PageData {
         let warn = |w: String, ws: &mut Vec<String>| {
             if ws.len() < MAX_WARNINGS {
                 ws.push(w);
@@ -448,6 +465,7 @@ impl PageData {
                         end: None,
                         outcome: Outcome::Info,
                         in_fault: false,
+                        reason: None,
                     });
                 }
                 "ok" | "fail" | "info" => {
@@ -465,6 +483,11 @@ impl PageData {
                         _ => Outcome::Info,
                     };
                     op.result_value = Some(value);
+                    let ci = ev
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(pos as u64);
+                    op.reason = reasons.get(ci as usize).cloned().flatten();
                     // An `info` is open to +∞ for the checker, but its completion time is still
                     // when the client gave up, which is what a reader wants to see.
                     op.end = Some(time.max(op.start));
@@ -504,7 +527,21 @@ impl PageData {
             sp.0 = sp.0.min(op.start);
             sp.1 = sp.1.max(op.end.unwrap_or(end_time).max(op.start));
         }
-        let mut order: Vec<usize> = (0..procs.len()).collect();
+        // The final reads (processes that start after the run's last `heal` and never ran
+        // before it) share one lane, "final reads", at the bottom.
+        let last_heal = events
+            .iter()
+            .filter(|e| {
+                e.get("process").and_then(process_name).as_deref() == Some("nemesis")
+                    && e.get("f").and_then(Value::as_str) == Some("heal")
+            })
+            .filter_map(|e| e.get("time").and_then(Value::as_f64))
+            .map(|t| t.max(0.0) as u64)
+            .max();
+        let is_final: Vec<bool> = (0..procs.len())
+            .map(|i| last_heal.is_some_and(|h| span[i].0 >= h))
+            .collect();
+        let mut order: Vec<usize> = (0..procs.len()).filter(|&i| !is_final[i]).collect();
         order.sort_by_key(|&i| (span[i].0, i));
         let mut free: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
         let mut lane_procs: Vec<Vec<String>> = Vec::new();
@@ -525,13 +562,22 @@ impl PageData {
             lane_of_pid[i] = lane;
             free.push(Reverse((e, lane)));
         }
-        let lanes: Vec<String> = lane_procs
+        let mut lanes: Vec<String> = lane_procs
             .iter()
             .map(|ps| match ps.len() {
                 1 => ps[0].clone(),
                 n => format!("{} (+{} more)", ps[0], n - 1),
             })
             .collect();
+        if is_final.iter().any(|&f| f) {
+            let lane = lanes.len() as u32;
+            lanes.push("final reads".into());
+            for (i, f) in is_final.iter().enumerate() {
+                if *f {
+                    lane_of_pid[i] = lane;
+                }
+            }
+        }
         let mut periods: Vec<(u64, u64)> = faults
             .iter()
             .filter(|f| f.end > f.start)
@@ -582,9 +628,9 @@ impl PageData {
             });
             for (s, lat) in [(&mut entry.0, &mut entry.1), (&mut all.0, &mut all.1)] {
                 if op.in_fault {
-                    s.in_fault.add(op.outcome);
+                    s.in_fault.add(op);
                 } else {
-                    s.out_of_fault.add(op.outcome);
+                    s.out_of_fault.add(op);
                 }
                 if op.outcome == Outcome::Ok {
                     lat.extend(op.latency());
@@ -871,6 +917,55 @@ mod tests {
 
     fn ev(index: u64, time: u64, process: Value, ty: &str, f: &str, value: Value) -> Value {
         json!({"index": index, "time": time, "process": process, "type": ty, "f": f, "value": value})
+    }
+
+    #[test]
+    fn final_reads_after_the_last_heal_share_one_lane() {
+        let mut events = vec![
+            ev(0, 0, json!(0), "invoke", "write", json!(1)),
+            ev(1, 10, json!(0), "ok", "write", json!(1)),
+            ev(
+                2,
+                20,
+                json!("nemesis"),
+                "info",
+                "heal",
+                json!({"healed": true}),
+            ),
+        ];
+        for p in 0..5u64 {
+            let proc_id = json!(1_000_000 + p);
+            events.push(ev(
+                3 + 2 * p,
+                30,
+                proc_id.clone(),
+                "invoke",
+                "read",
+                Value::Null,
+            ));
+            events.push(ev(4 + 2 * p, 40 + p, proc_id, "ok", "read", json!(1)));
+        }
+        let p = PageData::from_events(&events, vec![]);
+        assert_eq!(p.lanes, vec!["0".to_string(), "final reads".to_string()]);
+        assert!(p.ops[1..].iter().all(|o| o.lane == 1), "{:?}", p.ops);
+    }
+
+    #[test]
+    fn a_failed_compare_counts_as_available_on_the_page_as_in_the_summary() {
+        let events = vec![
+            ev(0, 0, json!(0), "invoke", "cas", json!([1, 2])),
+            ev(1, 10, json!(0), "fail", "cas", json!([1, 2])),
+            ev(2, 20, json!(0), "invoke", "cas", json!([1, 2])),
+            ev(3, 30, json!(0), "fail", "cas", json!([1, 2])),
+        ];
+        let reasons = vec![
+            None,
+            Some("cas-mismatch".into()),
+            None,
+            Some("not-leader".into()),
+        ];
+        let p = PageData::from_events_with_reasons(&events, vec![], &reasons);
+        assert_eq!(p.total().out_of_fault.availability(), Some(0.5));
     }
 
     #[test]

@@ -1,49 +1,18 @@
-//! What the suite reads from a run's `history.jsonl` (DESIGN §1) beyond the runner's statistics:
-//! the time to recover after each fault — from a `stop-*` nemesis event to the completion of the
-//! first write or cas that was invoked after it and succeeded (`ok`): operations already in
+//! Recovery times of a stored run, read from its `history.jsonl` through `crate::analysis`:
+//! from a `stop-*` nemesis event to the completion of the first state-changing operation
+//! (write, cas, append) that was invoked after it and succeeded (`ok`): operations already in
 //! flight do not count, and reads do not either (a read can succeed on a member that has no
 //! leader in some targets' configurations). A fault after which no write succeeded before the
 //! history ends counts as not recovered (`None`).
 
-use serde_json::Value;
+pub use crate::analysis::median;
+use crate::analysis::{parse_events, Analysis};
 use std::path::Path;
 
-/// Recovery time in seconds after every `stop-*` event, in order.
+/// Recovery time in seconds after every `stop-*` event, in order (`crate::analysis`).
 pub fn recovery_times(text: &str) -> Vec<Option<f64>> {
-    let mut out: Vec<Option<f64>> = Vec::new();
-    let mut waiting: Vec<(usize, u64)> = Vec::new();
-    let mut invoked: std::collections::HashMap<String, u64> = Default::default();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let time = v.get("time").and_then(Value::as_u64).unwrap_or(0);
-        let nemesis = v.get("process").and_then(Value::as_str) == Some("nemesis");
-        let f = v.get("f").and_then(Value::as_str).unwrap_or("");
-        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
-        if nemesis && f.starts_with("stop-") {
-            waiting.push((out.len(), time));
-            out.push(None);
-        } else if !nemesis {
-            let process = v.get("process").map(|p| p.to_string()).unwrap_or_default();
-            if ty == "invoke" {
-                invoked.insert(process, time);
-                continue;
-            }
-            let start = invoked.remove(&process).unwrap_or(0);
-            if ty == "ok" && (f == "write" || f == "cas") {
-                waiting.retain(|&(i, t0)| {
-                    if start >= t0 {
-                        out[i] = Some(time.saturating_sub(t0) as f64 / 1e9);
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-        }
-    }
-    out
+    let (events, _) = parse_events(text);
+    Analysis::from_events(&events, &[]).recovery_times()
 }
 
 /// The median recovery time of a run (over faults that recovered), reading its history.
@@ -51,20 +20,6 @@ pub fn median_recovery(run_dir: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(run_dir.join("history.jsonl")).ok()?;
     let mut t: Vec<f64> = recovery_times(&text).into_iter().flatten().collect();
     median(&mut t)
-}
-
-/// The median of `v` (sorted in place); `None` when empty.
-pub fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 #[cfg(test)]
