@@ -9,7 +9,8 @@
 #              below, default: all), RESULTS (results/mutant-table), MUTANT_DIR (see
 #              build-mutant.sh), SPLITBRAIN (the harness binary, target/release/splitbrain;
 #              built if missing), UNIT=1 (also run the node's unit tests on each mutant and
-#              add a column).
+#              add a column), PREBUILT=1 (use the binaries build-mutant.sh left in
+#              $MUTANT_DIR/bin/<mutant>/ instead of building).
 #
 # Prints one Markdown table: mutant × configuration → "invalid/runs (exited: k)". Every run's
 # output and run directory are kept under $RESULTS.
@@ -21,6 +22,8 @@ CONFIGS=${CONFIGS:-.}
 RESULTS=${RESULTS:-results/mutant-table}
 BIN=${SPLITBRAIN:-target/release/splitbrain}
 UNIT=${UNIT:-0}
+PREBUILT=${PREBUILT:-0}
+MUTANT_DIR=${MUTANT_DIR:-/tmp/splitbrain-mutants}
 if [ ! -x "$BIN" ]; then
     cargo build --release -p splitbrain >&2 || exit 255
 fi
@@ -55,7 +58,11 @@ done
 echo "$header"
 echo "$sep"
 for m in "${MUTANTS[@]}"; do
-    if [ "$UNIT" = 1 ]; then
+    if [ "$PREBUILT" = 1 ]; then
+        wrapper=$MUTANT_DIR/bin/$m/splitbrain
+        [ -x "$wrapper" ] || { echo "| \`$m\` | not built |"; continue; }
+        row="| \`$m\` |"
+    elif [ "$UNIT" = 1 ]; then
         wrapper=$(scripts/build-mutant.sh "$m" --unit)
         urc=$?
         case $urc in
