@@ -172,8 +172,8 @@ impl Summary {
                 s.index = *match_index;
                 s.ok = Some(*success);
             }
-            MessageBody::InstallSnapshot { snapshot } => s.index = snapshot.index,
-            MessageBody::InstallSnapshotResponse { match_index } => s.index = *match_index,
+            MessageBody::InstallSnapshot { snapshot, .. } => s.index = snapshot.index,
+            MessageBody::InstallSnapshotResponse { match_index, .. } => s.index = *match_index,
         }
         s
     }
