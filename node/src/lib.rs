@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //! - [`raft`]: the pure Raft core (no I/O, no clock, no randomness of its own).
-//! - [`wal`]: the write-ahead log and snapshot file (checksummed frames, torn-tail recovery).
+//! - [`wal`]: the write-ahead log and snapshot file (header- and payload-checksummed frames,
+//!   torn-tail recovery, refusal of damage before the tail).
 //! - [`sm`]: the replicated key-value state machine with client sessions for dedup.
 //! - [`server`]: the event loop that owns core, WAL and state machine and carries out `Ready`s.
-//! - [`peer`]: outgoing peer messages (one sender task per peer).
+//! - [`peer`]: outgoing peer messages (a control lane and a data lane per peer).
 //! - [`http`]: the client API and peer routes (axum).
 //! - [`cli`]: the flags shared by `splitbrain-node` and `splitbrain node`, [`cli::run`] and
 //!   [`cli::serve`].
