@@ -1,7 +1,7 @@
 //! The message network (issue 14): an HTTP-aware relay on every directed peer link that sees
 //! each Raft message and applies message-level faults to it. Not yet wired into the CLI,
-//! runner or nemesis; this module is self-contained (it uses nothing of the harness crate, so
-//! `benches/relay.rs` compiles it in directly) and documents below how to wire it.
+//! runner or nemesis; this module is self-contained (it uses nothing else of the harness
+//! crate) and documents below how to wire it.
 //!
 //! # Layout
 //! - [`wire`]: peer bodies ↔ messages (the node's own serde types), one-line summaries (kind,
@@ -57,9 +57,6 @@
 //! [`faults::link_seed`]`(seed, link)`; a link's choices depend only on the seed, the
 //! messages on that link and the faults active when each arrived. Delivery times are real
 //! time, so a run is replayable in its fault decisions, not in its timing.
-
-// Until the integrator wires the relay in, the binary crate uses none of it.
-#![allow(dead_code, unused_imports)]
 
 pub mod faults;
 pub mod relay;
