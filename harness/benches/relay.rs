@@ -6,17 +6,13 @@
 //! sender does; an iteration ends when the sink has received every message. Criterion reports
 //! messages/s.
 
-// The harness is a binary crate: compile the module in directly.
-#[path = "../src/net/message/mod.rs"]
-mod message;
-
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use message::relay::{Batching, Relay, RelayConfig};
-use message::wire;
+use splitbrain::net::message::relay::{Batching, Relay, RelayConfig};
+use splitbrain::net::message::wire;
 use splitbrain_node::raft::{Entry, Message, MessageBody};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The message network (issue 14): an HTTP-aware relay on every directed peer link that sees
 //! each Raft message and applies message-level faults to it. Not yet wired into the CLI,
-//! runner or nemesis; this module is self-contained (it uses nothing of the harness crate, so
-//! `benches/relay.rs` compiles it in directly) and documents below how to wire it.
+//! runner or nemesis; this module is self-contained (it uses nothing else of the harness
+//! crate) and documents below how to wire it.
 //!
 //! # Layout
 //! - [`wire`]: peer bodies ↔ messages (the node's own serde types), one-line summaries (kind,
@@ -27,11 +27,14 @@
 //!    thread):
 //!    - partitions: `set_cuts(set of directed links)` replaces the cut set (empty heals), so
 //!      every shape the proxy network supports works unchanged; `cuts()` reads it back;
-//!    - the proxy's `LinkFaults { delay, jitter, loss }`:
+//!    - `LinkControl` (`net/mod.rs`) maps directly: `set_cuts`, `cuts`, `heal`; its per-link
+//!      `set_faults(link, LinkFaults { delay, jitter, loss })` needs a small map in the
+//!      adapter: keep each link's `LinkFaults` and, for the links that share one setting, call
 //!      `set_fault(Fault::delay(delay, jitter).on(LinkSel::Links(links)))` and
 //!      `set_fault(Fault::loss(loss).on(LinkSel::Links(links)))`. The engine holds **one active
-//!      fault per name** (setting it again replaces it), each with a link selection; links
-//!      that need different parameters of the same fault are not supported;
+//!      fault per name** (setting it again replaces it), each with a link selection, so links
+//!      with *different* parameters of one fault at once are not supported (the `delay`
+//!      nemesis sets one setting on every link, which is);
 //!    - message nemeses: at start `set_fault(Fault::parse("msg-loss p=0.2 kinds=append")?)`
 //!      (see [`faults::Fault::parse`] for every parameter; errors name the field), at stop
 //!      `clear_fault(FaultName::Loss)`; `heal()` clears every fault and cut;
@@ -57,9 +60,6 @@
 //! [`faults::link_seed`]`(seed, link)`; a link's choices depend only on the seed, the
 //! messages on that link and the faults active when each arrived. Delivery times are real
 //! time, so a run is replayable in its fault decisions, not in its timing.
-
-// Until the integrator wires the relay in, the binary crate uses none of it.
-#![allow(dead_code, unused_imports)]
 
 pub mod faults;
 pub mod relay;
