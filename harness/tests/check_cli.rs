@@ -220,8 +220,10 @@ fn an_extra_jsonl_field_survives_into_the_counterexample_ops() {
         [
             r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"write","value":1,"node":"n1"}"#,
             r#"{"index":1,"time":2,"process":0,"type":"ok","f":"write","value":1,"node":"n1"}"#,
-            r#"{"index":2,"time":3,"process":"w-1","type":"invoke","f":"read","value":null}"#,
-            r#"{"index":3,"time":4,"process":"w-1","type":"ok","f":"read","value":2,"error":{"why":"stale"}}"#,
+            r#"{"index":2,"time":3,"process":0,"type":"invoke","f":"write","value":2}"#,
+            r#"{"index":3,"time":4,"process":0,"type":"ok","f":"write","value":2}"#,
+            r#"{"index":4,"time":5,"process":"w-1","type":"invoke","f":"read","value":null}"#,
+            r#"{"index":5,"time":6,"process":"w-1","type":"ok","f":"read","value":1,"error":{"why":"stale"}}"#,
         ]
         .join("\n"),
     )
@@ -239,8 +241,8 @@ fn an_extra_jsonl_field_survives_into_the_counterexample_ops() {
 fn memory_limit_makes_a_hard_history_unknown_and_bad_sizes_exit_254() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("wide.jsonl");
-    // 16 concurrent writes, then a read of a value none wrote: refuting it needs ~2^16 memo
-    // entries, far more than 64 KiB.
+    // 16 concurrent writes, then reads that no order of them explains: refuting it needs
+    // ~2^16 memo entries, far more than 64 KiB.
     let n = 16;
     let mut lines = Vec::new();
     for (i, kind) in ["invoke", "ok"].iter().enumerate() {
@@ -251,14 +253,17 @@ fn memory_limit_makes_a_hard_history_unknown_and_bad_sizes_exit_254() {
             ));
         }
     }
-    lines.push(format!(
-        r#"{{"index":{},"time":0,"process":{n},"type":"invoke","f":"read","value":null}}"#,
-        2 * n
-    ));
-    lines.push(format!(
-        r#"{{"index":{},"time":0,"process":{n},"type":"ok","f":"read","value":999}}"#,
-        2 * n + 1
-    ));
+    // Reads of 0 and then 1 with nothing written between them (no cheap proof applies).
+    for (j, v) in [0, 1].iter().enumerate() {
+        lines.push(format!(
+            r#"{{"index":{},"time":0,"process":{n},"type":"invoke","f":"read","value":null}}"#,
+            2 * n + 2 * j
+        ));
+        lines.push(format!(
+            r#"{{"index":{},"time":0,"process":{n},"type":"ok","f":"read","value":{v}}}"#,
+            2 * n + 2 * j + 1
+        ));
+    }
     std::fs::write(&p, lines.join("\n")).unwrap();
     let o = check(&["--json", "--memory-limit", "64K", p.to_str().unwrap()]);
     assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
