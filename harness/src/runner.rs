@@ -13,7 +13,7 @@
 //!   and final reads but still checks what was recorded.
 //! - The caller passes the cancellation token and a [`Progress`] observer (no global state):
 //!   `splitbrain test` a terminal spinner, suites [`Quiet`].
-//! - Members die with the harness (see `crate::cluster`); a panic hook kills them too.
+//! - Members die with the harness (see `crate::host`); a panic hook kills them too.
 
 use crate::client::{final_reads, Counters, RateLimiter, Worker};
 use crate::cluster::Cluster;
