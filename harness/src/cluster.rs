@@ -4,24 +4,19 @@
 //! # Contract
 //! - Members are started from the target's command line, with stdout and stderr appended to
 //!   `nodes/<id>.log` and the data dir `data/<id>` kept across restarts.
-//! - Nothing outlives the harness: every child gets `PR_SET_PDEATHSIG = SIGKILL` (so SIGKILL of
-//!   the harness kills them too) and its own process group (so a terminal's Ctrl-C reaches only
-//!   the harness, which heals and stops them itself); [`Cluster`]'s `Drop` kills and reaps them.
-//!   Because the death signal fires when the *thread* that forked the child exits, every child
-//!   is forked by one spawner thread that lives as long as the process.
+//! - Processes are the host's (`crate::host`: spawn, signal, kill, exit status, logs; local by
+//!   default): nothing outlives the harness, and [`Cluster`]'s `Drop` kills and reaps them.
 //! - `kill` is SIGKILL (then reap), `restart` starts the same command on the same data dir,
 //!   `pause`/`resume` are SIGSTOP/SIGCONT.
 //! - Every wait has a deadline.
 
+use crate::host::{Host, HostProcess, LocalHost, Signal};
 use crate::net::Network;
 use crate::sut::{MemberSpec, MemberStatus, PeerRoute, Target};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a member process is doing.
@@ -34,12 +29,14 @@ pub enum MemberState {
 }
 
 struct Proc {
-    child: Option<Child>,
+    child: Option<Box<dyn HostProcess>>,
     state: MemberState,
 }
 
 /// A cluster of member processes. Cheap to share behind an `Arc`.
 pub struct Cluster {
+    /// Where the members run (`LocalHost` unless [`Cluster::on_host`] says otherwise).
+    pub host: Arc<dyn Host>,
     pub target: Arc<dyn Target>,
     pub net: Arc<dyn Network>,
     /// Members in id order.
@@ -47,118 +44,7 @@ pub struct Cluster {
     procs: Mutex<BTreeMap<String, Proc>>,
 }
 
-type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-/// The one thread that forks children (see the module docs on PDEATHSIG).
-fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("splitbrain-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            // Without this thread no member can start at all; failing to create a thread at
-            // start-up is an unrecoverable resource exhaustion.
-            .expect("spawning the process-spawner thread");
-        Mutex::new(tx)
-    })
-}
-
-/// Starts the spawner thread now, in the calling thread's namespaces. The netns network calls
-/// it before moving its thread into the clients' namespace, so that members of later runs in
-/// this process are not forked from inside that namespace.
-pub fn init_spawner() {
-    let _ = spawner();
-}
-
-/// Spawns `cmd` on the spawner thread, with the parent-death signal and its own process group.
-pub fn spawn_guarded(mut cmd: Command) -> anyhow::Result<Child> {
-    // SAFETY: `getpid` is async-signal-safe.
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) run between fork and exec.
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    cmd.process_group(0);
-    let (tx, rx) = mpsc::channel();
-    spawner()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the spawner lock is poisoned"))?
-        .send((cmd, tx))
-        .map_err(|_| anyhow::anyhow!("the spawner thread is gone"))?;
-    let child = rx
-        .recv_timeout(Duration::from_secs(10))
-        .context("the spawner thread did not answer within 10 s")??;
-    live_pids()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(child.id());
-    Ok(child)
-}
-
-/// Pids of every live member process in this harness, for the panic hook.
-fn live_pids() -> &'static Mutex<std::collections::BTreeSet<u32>> {
-    static LIVE: OnceLock<Mutex<std::collections::BTreeSet<u32>>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
-}
-
-fn forget_pid(pid: u32) {
-    live_pids()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&pid);
-}
-
-/// Installs (once) a panic hook that SIGKILLs every live member before the default hook runs:
-/// a panic on any thread must not leave members running until the process exits.
-pub fn install_panic_hook() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Ok(pids) = live_pids().try_lock() {
-                for &pid in pids.iter() {
-                    // SAFETY: kill(2) on a pid we spawned and have not reaped.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                }
-            }
-            prev(info);
-        }));
-    });
-}
-
-fn signal(child: &Child, sig: libc::c_int) -> anyhow::Result<()> {
-    // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    if rc != 0 {
-        bail!(
-            "kill({}, {sig}): {}",
-            child.id(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
+pub use crate::host::{init_spawner, install_panic_hook, spawn_guarded};
 
 impl Cluster {
     /// Lays out `n` members (`n1` … `nN`) under `run_dir` (`data/<id>`, `nodes/<id>.log`) with the
@@ -197,11 +83,18 @@ impl Cluster {
             });
         }
         Ok(Cluster {
+            host: Arc::new(LocalHost),
             target,
             net,
             specs,
             procs: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Runs the members on `host` instead of this machine.
+    pub fn on_host(mut self, host: Arc<dyn Host>) -> Cluster {
+        self.host = host;
+        self
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -225,25 +118,15 @@ impl Cluster {
         let spec = self.spec(id)?;
         let mc = self.target.command(spec, &self.specs)?;
         let mc = self.net.wrap_command(id, mc);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.log_file)
-            .with_context(|| format!("opening {}", spec.log_file.display()))?;
-        let log2 = log.try_clone().context("duplicating the log file handle")?;
-        let mut cmd = Command::new(&mc.program);
-        cmd.args(&mc.args)
-            .envs(mc.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
         let mut procs = self.procs();
         if let Some(p) = procs.get(id) {
             if p.state != MemberState::Killed {
                 bail!("member {id} is already running");
             }
         }
-        let child = spawn_guarded(cmd)
+        let child = self
+            .host
+            .spawn(&mc, &spec.log_file)
             .with_context(|| format!("starting {id}: {}", mc.program.display()))?;
         procs.insert(
             id.to_string(),
@@ -269,9 +152,7 @@ impl Cluster {
             .get_mut(id)
             .with_context(|| format!("member {id} was never started"))?;
         if let Some(mut child) = p.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            forget_pid(child.id());
+            child.kill();
         }
         p.state = MemberState::Killed;
         Ok(())
@@ -283,8 +164,8 @@ impl Cluster {
         let p = procs
             .get_mut(id)
             .with_context(|| format!("member {id} was never started"))?;
-        if let (Some(c), MemberState::Running) = (&p.child, p.state) {
-            signal(c, libc::SIGSTOP)?;
+        if let (Some(c), MemberState::Running) = (p.child.as_mut(), p.state) {
+            c.signal(Signal::Stop)?;
             p.state = MemberState::Paused;
         }
         Ok(())
@@ -296,8 +177,8 @@ impl Cluster {
         let p = procs
             .get_mut(id)
             .with_context(|| format!("member {id} was never started"))?;
-        if let (Some(c), MemberState::Paused) = (&p.child, p.state) {
-            signal(c, libc::SIGCONT)?;
+        if let (Some(c), MemberState::Paused) = (p.child.as_mut(), p.state) {
+            c.signal(Signal::Cont)?;
             p.state = MemberState::Running;
         }
         Ok(())
@@ -311,10 +192,8 @@ impl Cluster {
     pub fn crashed(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (id, p) in self.procs().iter_mut() {
-            if let Some(c) = p.child.as_mut() {
-                if let Ok(Some(st)) = c.try_wait() {
-                    out.push((id.clone(), st.to_string()));
-                }
+            if let Some(st) = p.child.as_mut().and_then(|c| c.exited()) {
+                out.push((id.clone(), st));
             }
         }
         out
@@ -411,9 +290,7 @@ impl Cluster {
         let mut procs = self.procs();
         for p in procs.values_mut() {
             if let Some(mut c) = p.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-                forget_pid(c.id());
+                c.kill();
             }
             p.state = MemberState::Killed;
         }

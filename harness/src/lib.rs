@@ -10,11 +10,13 @@
 //!   `Args` and `run(Args) -> exit code`; exit codes in [`cli::exit`].
 //! - [`plan`]: the typed plan of a run ([`plan::TestPlan`]), parsed and validated once from
 //!   the flags `test`, `suite` and `bench` share ([`plan::PlanArgs`]).
-//! - [`runner`]: one test run from its plan to its outcome (`run_test`).
+//! - [`runner`]: one test run from its plan to its outcome (`run_test(plan, cancel,
+//!   progress)`), phase by phase, with a cancellation token and a progress observer passed in.
 //! - [`sut`]: the systems under test (`splitbrain`, `etcd`, `cmd`): how to start a member, a
 //!   [`sut::Client`] per member, and what a member says about itself.
-//! - [`cluster`]: the members as local processes: start, kill, pause, resume, restart, die
-//!   with the harness.
+//! - [`cluster`]: the members: start, kill, pause, resume, restart, status, leader.
+//! - [`host`]: where member processes run and how they are supervised ([`host::Host`]: spawn,
+//!   signal, kill and reap, exit status, logs; [`host::LocalHost`], dying with the harness).
 //! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
 //!   `netns`), behind the [`net::Network`] trait.
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
@@ -33,6 +35,7 @@ pub mod analysis;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod host;
 pub mod nemesis;
 pub mod net;
 pub mod plan;

@@ -9,8 +9,11 @@
 //!   operations and the nemesis schedule (times and targets) follow from it.
 //! - `history.jsonl` is streamed as the run goes.
 //! - Every fault is healed and every member resumed or restarted before the final phase, also
-//!   after Ctrl-C (which skips recovery and final reads but still checks what was recorded).
-//! - Members die with the harness (see `crate::cluster`); a panic hook kills them too.
+//!   after cancellation (Ctrl-C, or the caller's `CancellationToken`), which skips recovery
+//!   and final reads but still checks what was recorded.
+//! - The caller passes the cancellation token and a [`Progress`] observer (no global state):
+//!   `splitbrain test` a terminal spinner, suites [`Quiet`].
+//! - Members die with the harness (see `crate::host`); a panic hook kills them too.
 
 use crate::client::{final_reads, Counters, RateLimiter, Worker};
 use crate::cluster::Cluster;
@@ -28,10 +31,11 @@ use splitbrain_checker::history::History;
 use splitbrain_checker::{check, CheckOptions, CheckReport, Verdict};
 use splitbrain_workloads::seeds::Stream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// What a run produced.
 #[derive(Debug, Clone, Serialize)]
@@ -67,11 +71,135 @@ pub fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Set by Ctrl-C; every run in this process stops early once it is set.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The phases of a run, in order (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Run directory, `test.json`, network, cluster start-up.
+    Setup,
+    /// Clients and the nemesis, for the time limit.
+    Run,
+    /// Every fault healed, every member resumed or restarted.
+    Heal,
+    /// Waiting `--recovery-time`.
+    Recover,
+    /// Reading every key used.
+    FinalReads,
+    /// Members stopped, history closed.
+    Stop,
+    /// The linearizability check.
+    Check,
+    /// `results.json`, `report.html`.
+    Report,
+}
 
-/// Runs one test. Prints the seed first; with `interactive`, a progress bar and the summary.
-pub fn run_test(opts: &TestPlan) -> anyhow::Result<RunOutcome> {
+/// What a run tells as it goes (passed in: the CLI's progress bar, or nothing).
+pub trait Progress: Send + Sync {
+    /// Phase `phase` starts; `detail` says more (`recovering for 5s`).
+    fn phase(&self, phase: Phase, detail: &str);
+    /// About every 200 ms of the run phase.
+    fn running(&self, elapsed: Duration, limit: Duration, counters: &Counters, activity: &str);
+    /// The run is over (before the summary is printed).
+    fn finish(&self) {}
+}
+
+/// No progress output (suites, tests).
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn phase(&self, _phase: Phase, _detail: &str) {}
+    fn running(&self, _: Duration, _: Duration, _: &Counters, _: &str) {}
+}
+
+/// An indicatif spinner on the terminal.
+pub struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    pub fn new() -> Bar {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar(bar)
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, phase: Phase, detail: &str) {
+        let what = match phase {
+            Phase::Setup => "starting the cluster",
+            Phase::Run => "running",
+            Phase::Heal => "stopping clients and the nemesis, healing",
+            Phase::Recover => "recovering",
+            Phase::FinalReads => "final reads",
+            Phase::Stop => "stopping the cluster",
+            Phase::Check => "checking",
+            Phase::Report => "writing the report",
+        };
+        if detail.is_empty() {
+            self.0.set_message(what);
+        } else {
+            self.0.set_message(detail.to_string());
+        }
+    }
+    fn running(&self, elapsed: Duration, limit: Duration, c: &Counters, act: &str) {
+        self.0.set_message(format!(
+            "{:>5.1}/{:.0}s  ops ok {} fail {} info {}  {}",
+            elapsed.as_secs_f64(),
+            limit.as_secs_f64(),
+            c.ok.load(Ordering::Relaxed),
+            c.fail.load(Ordering::Relaxed),
+            c.info.load(Ordering::Relaxed),
+            if act.is_empty() {
+                "no fault".to_string()
+            } else {
+                format!("fault: {act}")
+            }
+        ));
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Cancels `cancel` on Ctrl-C (once; a second Ctrl-C exits at once with 130). Runs inside the
+/// run's runtime, so each run listens while it runs.
+fn cancel_on_ctrl_c(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            r = tokio::signal::ctrl_c() => {
+                if r.is_ok() {
+                    eprintln!(
+                        "\ninterrupted: healing and stopping the cluster (Ctrl-C again to abort)"
+                    );
+                    cancel.cancel();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        // Children die with us (PR_SET_PDEATHSIG); the history is on disk.
+                        std::process::exit(130);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Runs one test. Prints the seed first; with `interactive`, the summary. `cancel` stops it
+/// early (Ctrl-C cancels it too): the run heals, stops and checks what was recorded, skipping
+/// recovery and final reads. `progress` is told each phase.
+pub fn run_test(
+    opts: &TestPlan,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> anyhow::Result<RunOutcome> {
     opts.validate().map_err(crate::cli::exit::BadInput)?;
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
@@ -84,16 +212,20 @@ pub fn run_test(opts: &TestPlan) -> anyhow::Result<RunOutcome> {
         // Every socket of the harness (clients, status) is opened inside the clients' namespace.
         let shared = opts.sut()?.shares_client_and_peer_port();
         return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
-            runtime()?.block_on(run_async(opts, Some(net)))
+            runtime()?.block_on(run_async(opts, Some(net), cancel, progress))
         });
     }
-    runtime()?.block_on(run_async(opts, None))
+    runtime()?.block_on(run_async(opts, None, cancel, progress))
 }
 
 async fn run_async(
     opts: &TestPlan,
     prebuilt_net: Option<Arc<dyn Network>>,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
 ) -> anyhow::Result<RunOutcome> {
+    cancel_on_ctrl_c(cancel.clone());
+    progress.phase(Phase::Setup, "");
     let t0 = Instant::now();
     say(&format!(
         "seed {} (replay with --seed {})",
@@ -170,23 +302,6 @@ async fn run_async(
         opts.workload.keyed(),
     )?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\ninterrupted: healing and stopping the cluster (Ctrl-C again to abort)"
-                );
-                INTERRUPTED.store(true, Ordering::SeqCst);
-                stop_tx.send_replace(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Children die with us (PR_SET_PDEATHSIG); the history is on disk.
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
 
     // Clients.
     let op_timeout = Duration::from_secs_f64(opts.op_timeout_s);
@@ -240,58 +355,33 @@ async fn run_async(
         stop_rx.clone(),
         activity.clone(),
     ));
-    let bar = progress_bar(opts.interactive);
-    let time_limit = Duration::from_secs_f64(opts.time_limit_s);
-    let run_start = recorder.start();
-    {
-        let mut stop_rx = stop_rx.clone();
-        loop {
-            let elapsed = run_start.elapsed();
-            if elapsed >= time_limit || INTERRUPTED.load(Ordering::SeqCst) {
-                break;
-            }
-            let act = activity.borrow().clone();
-            bar.set_message(format!(
-                "{:>5.1}/{:.0}s  ops ok {} fail {} info {}  {}",
-                elapsed.as_secs_f64(),
-                time_limit.as_secs_f64(),
-                counters.ok.load(Ordering::Relaxed),
-                counters.fail.load(Ordering::Relaxed),
-                counters.info.load(Ordering::Relaxed),
-                if act.is_empty() {
-                    "no fault".to_string()
-                } else {
-                    format!("fault: {act}")
-                }
-            ));
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200).min(time_limit - elapsed)) => {}
-                _ = stop_rx.changed() => {}
-            }
-        }
-    }
+    progress.phase(Phase::Run, "");
+    run_phase(opts, &recorder, &counters, &activity, cancel, progress).await;
     stop_tx.send_replace(true);
-    bar.set_message("stopping clients and the nemesis");
+    progress.phase(Phase::Heal, "");
     let mut gens = Vec::new();
     for w in workers {
         gens.push(w.await.context("a client worker panicked")?);
     }
     let _ = nemesis_task.await;
-
-    // Final phase: heal, recover, read every key.
-    let heal = cluster.heal_all();
-    recorder.nemesis(
-        "heal",
-        serde_json::json!({"healed": heal.is_ok(), "error": heal.as_ref().err().map(|e| format!("{e:#}"))}),
-    );
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    heal_phase(&cluster, &recorder);
+    let interrupted = cancel.is_cancelled();
     if !interrupted {
-        bar.set_message(format!("recovering for {:.0}s", opts.recovery_time_s));
-        tokio::time::sleep(Duration::from_secs_f64(opts.recovery_time_s)).await;
+        progress.phase(
+            Phase::Recover,
+            &format!("recovering for {:.0}s", opts.recovery_time_s),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(opts.recovery_time_s)) => {}
+            _ = cancel.cancelled() => {}
+        }
         let mut keys: Vec<String> = gens.iter().flat_map(|g| g.keys_used()).collect();
         keys.sort();
         keys.dedup();
-        bar.set_message(format!("final reads of {} keys", keys.len()));
+        progress.phase(
+            Phase::FinalReads,
+            &format!("final reads of {} keys", keys.len()),
+        );
         let next_process = AtomicU64::new((opts.concurrency as u64) * 1_000_000);
         final_reads(
             workload,
@@ -304,10 +394,11 @@ async fn run_async(
         )
         .await;
     }
+    progress.phase(Phase::Stop, "");
     let crashed = cluster.crashed();
     cluster.stop_all();
     recorder.finish()?;
-    bar.finish_and_clear();
+    progress.phase(Phase::Check, "");
 
     // Check.
     let events = recorder.events();
@@ -340,6 +431,7 @@ async fn run_async(
         crashed,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
+    progress.phase(Phase::Report, "");
     store::write_json(&run_dir, "results.json", &results_json(&outcome))?;
 
     // report.html (+ latency.svg, rate.svg). A report that cannot be drawn must not cost the
@@ -348,10 +440,46 @@ async fn run_async(
         eprintln!("warning: could not write report.html: {e:#}");
     }
 
+    progress.finish();
     if opts.interactive {
         say(render_outcome(&outcome).trim_end());
     }
     Ok(outcome)
+}
+
+/// The run phase: until the time limit or `cancel`, telling `progress` how it goes.
+async fn run_phase(
+    opts: &TestPlan,
+    recorder: &Recorder,
+    counters: &Counters,
+    activity: &watch::Sender<String>,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) {
+    let time_limit = Duration::from_secs_f64(opts.time_limit_s);
+    let run_start = recorder.start();
+    loop {
+        let elapsed = run_start.elapsed();
+        if elapsed >= time_limit || cancel.is_cancelled() {
+            break;
+        }
+        let act = activity.borrow().clone();
+        progress.running(elapsed, time_limit, counters, &act);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200).min(time_limit - elapsed)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}
+
+/// The heal phase: every fault healed, every member resumed or restarted (recorded as the
+/// nemesis event `heal`).
+fn heal_phase(cluster: &Cluster, recorder: &Recorder) {
+    let heal = cluster.heal_all();
+    recorder.nemesis(
+        "heal",
+        serde_json::json!({"healed": heal.is_ok(), "error": heal.as_ref().err().map(|e| format!("{e:#}"))}),
+    );
 }
 
 /// `results.json`: the checker's verdict, counterexample and statistics.
@@ -405,18 +533,4 @@ pub fn render_outcome(o: &RunOutcome) -> String {
     }
     out.push_str(&format!("run directory       {}\n", o.run_dir.display()));
     out
-}
-
-fn progress_bar(interactive: bool) -> indicatif::ProgressBar {
-    if !interactive {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-    {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }

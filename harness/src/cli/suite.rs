@@ -6,13 +6,13 @@
 use crate::cli::exit::BadInput;
 use crate::net::NetKind;
 use crate::plan::{PlanArgs, TestPlan};
-use crate::runner::{run_test, RunOutcome, INTERRUPTED};
+use crate::runner::{run_test, Quiet, RunOutcome};
 use crate::suite::{self, RunResult, RunSpec, RunStatus, Runner, SuiteFile};
 use crate::sut::TargetKind;
 use splitbrain_checker::Verdict;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `splitbrain suite`.
 #[derive(clap::Args, Debug)]
@@ -24,8 +24,11 @@ pub struct Args {
     pub results: PathBuf,
 }
 
-/// Runs each cell through `run_test`.
-pub struct TestRunner;
+/// Runs each cell through `run_test`; `cancel` (Ctrl-C in any run) skips the rest.
+#[derive(Default)]
+pub struct TestRunner {
+    pub cancel: CancellationToken,
+}
 
 impl TestRunner {
     /// The plan of one cell: `splitbrain test`'s defaults with the cell's values, built and
@@ -110,7 +113,7 @@ impl TestRunner {
 impl Runner for TestRunner {
     fn run(&mut self, spec: &RunSpec, results: &Path) -> RunResult {
         let t0 = Instant::now();
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if self.cancel.is_cancelled() {
             return RunResult::crashed("skipped: the suite was interrupted", 0.0);
         }
         let opts = match Self::options(spec, results) {
@@ -119,7 +122,9 @@ impl Runner for TestRunner {
         };
         // A panic inside one run must not end the suite.
         // The plan is only read by the run and dropped after a panic.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_test(&opts))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_test(&opts, &self.cancel, &Quiet)
+        })) {
             Ok(Ok(o)) => Self::result(spec, &o),
             Ok(Err(e)) => RunResult::crashed(format!("{e:#}"), t0.elapsed().as_secs_f64()),
             Err(_) => RunResult::crashed("the run panicked", t0.elapsed().as_secs_f64()),
@@ -144,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let outcome = suite::run_suite(
         &suite,
         &args.results,
-        &mut TestRunner,
+        &mut TestRunner::default(),
         |i, n, spec, result| match result {
             None => println!(
                 "[{}/{n}] {} (target {}, net {}, seed {})",

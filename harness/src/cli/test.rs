@@ -3,8 +3,8 @@
 
 use crate::cli::exit::BadInput;
 use crate::plan::{random_seed, PlanArgs};
-use crate::runner::{run_test, say, INTERRUPTED};
-use std::sync::atomic::Ordering;
+use crate::runner::{run_test, say, Bar};
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `splitbrain test`: the plan's flags, and how many runs.
 #[derive(clap::Args, Debug)]
@@ -54,15 +54,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let mut worst = crate::cli::exit::VALID;
     let mut tally = (0, 0, 0);
+    // One token for the series: Ctrl-C in one run stops the rest.
+    let cancel = CancellationToken::new();
     for i in 0..args.test_count {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() {
             break;
         }
         let opts = args.plan.plan(i)?;
         if args.test_count > 1 {
             say(&format!("── test {} of {} ──", i + 1, args.test_count));
         }
-        let outcome = run_test(&opts)?;
+        let outcome = run_test(&opts, &cancel, &Bar::new())?;
         let code = outcome.exit_code();
         match code {
             0 => tally.0 += 1,

@@ -12,8 +12,8 @@
 //!    the harness uses it for readiness and for `isolate-leader`.
 //!
 //! Starting, killing (SIGKILL), pausing (SIGSTOP/SIGCONT) and restarting processes is the
-//! cluster's job (`crate::cluster`), the same for every target; cutting links is the network's
-//! job (`crate::net`). A target never owns a process.
+//! cluster's job (`crate::cluster`, through its `crate::host::Host`), the same for every
+//! target; cutting links is the network's job (`crate::net`). A target never owns a process.
 //!
 //! # Layout
 //! - `splitbrain`: the project's node, run as `<current exe> node …` ([`splitbrain::Splitbrain`]).
