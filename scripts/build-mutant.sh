@@ -40,7 +40,7 @@ fi
 tar -C "$ROOT" --exclude=./target --exclude=./results --exclude=./.git -cf - . |
     tar -C "$SRC" -xf - || exit 255
 if [ "$NAME" != none ]; then
-    (cd "$SRC" && git apply "$PATCH") || {
+    (cd "$SRC" && GIT_CEILING_DIRECTORIES=$MUTANT_DIR git apply "$PATCH") || {
         echo "build-mutant.sh: $NAME.patch does not apply" >&2
         exit 255
     }

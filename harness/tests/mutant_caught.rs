@@ -24,8 +24,9 @@ fn workspace() -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
+    // Absolute, so that it can bound git's repository search.
     std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+        .map(|d| workspace().join(d))
         .unwrap_or_else(|| workspace().join("target"))
 }
 
@@ -82,6 +83,9 @@ fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
         .arg("apply")
         .arg(&patch)
         .current_dir(&src)
+        // The copy lies inside this checkout: stop git from finding the checkout's
+        // repository (it would then skip paths "outside" the copy).
+        .env("GIT_CEILING_DIRECTORIES", &base)
         .status()
         .expect("running git apply");
     assert!(st.success(), "{} does not apply", patch.display());
@@ -119,6 +123,9 @@ fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
         .args(["apply", "-R"])
         .arg(&patch)
         .current_dir(&src)
+        // The copy lies inside this checkout: stop git from finding the checkout's
+        // repository (it would then skip paths "outside" the copy).
+        .env("GIT_CEILING_DIRECTORIES", &base)
         .status();
     assert!(st.success(), "building the {MUTANT} mutant failed");
 
