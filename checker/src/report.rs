@@ -200,9 +200,14 @@ pub fn describe_op(op: &Op) -> String {
     } else {
         op.ret.to_string()
     };
+    // A named process shows its name (its number is one the reader made up).
+    let process = match op.extra.get("process").and_then(Value::as_str) {
+        Some(name) => name.to_string(),
+        None => op.process.to_string(),
+    };
     format!(
-        "process {} {}{value} → {outcome} (line {}, events {}–{ret})",
-        op.process, op.f, op.line, op.call
+        "process {process} {}{value} → {outcome} (line {}, events {}–{ret})",
+        op.f, op.line, op.call
     )
 }
 
