@@ -775,51 +775,27 @@ fn op_label(v: &Value) -> String {
     }
 }
 
-fn state_string(v: Option<&Value>) -> Option<String> {
+/// How the page shows a model state (strings quoted, other values as JSON).
+pub fn state_string(v: Option<&Value>) -> Option<String> {
     v.map(|s| match s {
         Value::String(x) => format!("{x:?}"),
         other => other.to_string(),
     })
 }
 
-/// Applies one linearized op to a model state, for the states shown beside each step of the
-/// prefix. Semantics of the checker's models (DESIGN §2): register and cas-register (and each
-/// key of kv) start absent (`null`): `write v` → v, `cas [a, b]` → b when the state is a and
-/// its output is not `false` (else nothing changes), reads change nothing; append-kv starts `""`: `put v`
-/// → v, `append v` → state + v, `get` changes nothing. `None` for an unknown function.
-pub fn replay_step(state: &Value, op: &Value) -> Option<Value> {
-    let f = op.get("f").and_then(Value::as_str)?.trim_start_matches(':');
-    let value = op.get("value").unwrap_or(&Value::Null);
-    match f {
-        "read" | "get" | "r" => Some(state.clone()),
-        "write" | "put" | "w" => Some(value.clone()),
-        "cas" => {
-            let pair = value.as_array().filter(|a| a.len() == 2)?;
-            // A cas takes effect only if it compared equal; an observed failed compare (output
-            // `false`), or an `info` cas linearized where the compare fails, changes nothing.
-            if op.get("output") != Some(&Value::Bool(false)) && &pair[0] == state {
-                Some(pair[1].clone())
-            } else {
-                Some(state.clone())
-            }
-        }
-        "append" => {
-            let cur = state.as_str().unwrap_or("");
-            Some(Value::String(format!(
-                "{cur}{}",
-                value.as_str().unwrap_or(&compact(value))
-            )))
-        }
-        _ => None,
-    }
-}
-
-/// The initial state of a model by name.
-fn initial_state(model: Option<&str>) -> Value {
-    match model {
-        Some("append-kv") => Value::String(String::new()),
-        _ => Value::Null,
-    }
+/// The model states before and after each op of `prefix`, replayed by the checker's own
+/// models ([`splitbrain_checker::replay`]), so the page never holds a second copy of the model
+/// rules. `None` when the model is unknown, an op is not the checker's `Op` (a counterexample
+/// of another tool), or the replay is refused; then the page shows the steps without states.
+fn checker_replay(model: Option<&str>, prefix: &[Value]) -> Option<Vec<(Value, Option<Value>)>> {
+    let model: splitbrain_checker::ModelKind = model?.parse().ok()?;
+    let ops: Vec<splitbrain_checker::history::Op> = prefix
+        .iter()
+        .map(|s| serde_json::from_value(s.get("op").filter(|o| o.is_object()).unwrap_or(s).clone()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let steps = splitbrain_checker::replay(model, &ops).ok()?;
+    Some(steps.into_iter().map(|s| (s.before, s.after)).collect())
 }
 
 /// At most this many ops of the window are drawn (the checker's window is the smallest one).
@@ -834,7 +810,7 @@ impl CxView {
     /// order, `state` after the prefix; ops carry `invoke_index`, `invoke_time`,
     /// `complete_time`). Other shapes are read where their fields have the usual names
     /// (`failing`, `state_before`/`state_after` per step). When the steps carry no states they
-    /// are recomputed with [`replay_step`] from `model`'s initial state.
+    /// are replayed by the checker's models ([`splitbrain_checker::replay`]).
     pub fn from_json(cx: &Value, model: Option<&str>) -> CxView {
         let mut view = CxView {
             raw: serde_json::to_string_pretty(cx).unwrap_or_default(),
@@ -853,8 +829,7 @@ impl CxView {
         )
         .and_then(Value::as_array)
         {
-            let mut state = initial_state(model);
-            let mut replay_ok = true;
+            let replayed = checker_replay(model, prefix);
             let mut steps = Vec::with_capacity(prefix.len());
             for (i, s) in prefix.iter().enumerate() {
                 let op = s.get("op").filter(|o| o.is_object()).unwrap_or(s);
@@ -866,14 +841,10 @@ impl CxView {
                     before: state_string(first(s, &["state_before", "before"])),
                     after: state_string(first(s, &["state_after", "after"])),
                 };
-                if step.before.is_none() && step.after.is_none() && replay_ok {
-                    match replay_step(&state, op) {
-                        Some(next) => {
-                            step.before = state_string(Some(&state));
-                            step.after = state_string(Some(&next));
-                            state = next;
-                        }
-                        None => replay_ok = false,
+                if step.before.is_none() && step.after.is_none() {
+                    if let Some((before, after)) = replayed.as_ref().and_then(|r| r.get(i)) {
+                        step.before = state_string(Some(before));
+                        step.after = state_string(after.as_ref());
                     }
                 }
                 steps.push(step);
@@ -1142,34 +1113,6 @@ mod tests {
         assert!(p.ops.is_empty());
         assert_eq!(p.warnings.len(), 3);
         assert!(p.warnings[2].contains("no invoke"));
-    }
-
-    #[test]
-    fn replay_applies_cas_only_when_it_compares_equal() {
-        let cas = |from: i64, to: i64, output: Value| json!({"f": "cas", "value": [from, to], "output": output});
-        assert_eq!(
-            replay_step(&json!(1), &cas(1, 2, Value::Null)),
-            Some(json!(2))
-        );
-        assert_eq!(
-            replay_step(&json!(2), &cas(1, 3, Value::Null)),
-            Some(json!(2)),
-            "info cas that failed its compare"
-        );
-        assert_eq!(
-            replay_step(&json!(1), &cas(1, 2, json!(false))),
-            Some(json!(1)),
-            "observed failed compare"
-        );
-        assert_eq!(
-            replay_step(&json!(""), &json!({"f": "append", "value": "x"})),
-            Some(json!("x"))
-        );
-        assert_eq!(
-            replay_step(&json!(5), &json!({"f": "read", "output": 5})),
-            Some(json!(5))
-        );
-        assert_eq!(replay_step(&json!(5), &json!({"f": "frobnicate"})), None);
     }
 
     #[test]
