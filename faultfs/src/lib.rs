@@ -3,13 +3,15 @@
 //! give, because the kernel's page cache survives a killed process.
 //!
 //! # Layout
-//! - `lib.rs` (this file): the public API — [`mount`], [`FaultMount`] (`power_loss`,
-//!   `unmount`, unmount on drop), [`LossReport`], [`cleanup_leftovers`], [`Error`].
+//! - `lib.rs` (this file): the public API — [`mount`], [`mount_with`] + [`Options`]
+//!   ([`Metadata`]), [`FaultMount`] (`power_loss`, `stats`, `durable_paths`, `unmount`, unmount
+//!   on drop), [`LossReport`] + [`TornWrite`], [`Stats`], [`cleanup_leftovers`], [`Error`].
 //! - `state.rs`: the pure model (inode table with a volatile and a durable view, what fsync
 //!   makes durable, what a power loss keeps). No FUSE.
 //! - `fuse.rs`: the `fuser::Filesystem` that turns kernel requests into calls on the model.
 //! - `mounts.rs`: `/proc/self/mountinfo` parsing and lazy unmounts (leftovers of a killed run).
-//! - `bin/faultfs-mount.rs`: mounts one backing directory until killed (tests, manual use).
+//! - `bin/faultfs-mount.rs`: mounts one backing directory until killed or stdin closes;
+//!   `power-loss [SEED]` and `stats` on stdin answer with JSON (tests, scripts, manual use).
 //! - `examples/bench.rs`: 3 nodes on fault mounts vs plain directories, 16 clients, writes/s.
 //!
 //! # The durability model (what is implemented, exactly)
@@ -36,12 +38,20 @@
 //!    that were not written (no zero holes). So a tear of an append-only log keeps every
 //!    unsynced append before the newest one; use `tear: None` to lose them all.
 //!
-//! Deliberately not modelled: ext4's journal commits that make *other* metadata durable as a
-//! side effect of an fsync, its 5 s commit interval, `auto_da_alloc`, hard links, symlinks,
+//! With [`Options`] `{ metadata: Metadata::Journal }`, rule 3 is ext4's instead: *any* fsync
+//! (of a file or a directory) makes every directory's entries durable, as ext4's journal commit
+//! carries all metadata changes made before it. etcd 3.4 needs this mode: it never fsyncs the
+//! directory in which it creates `member/` (see `tests/etcd.rs`).
+//!
+//! Deliberately not modelled: ext4's 5 s journal commit interval, `auto_da_alloc`, hard links, symlinks,
 //! xattrs, `sync_file_range` (not a FUSE request; a process relying on it loses data, as it may
 //! on a real power loss), `O_DIRECT`/`O_SYNC` (the kernel turns `O_SYNC` writes into write + fsync
 //! requests). "Durable" means written to the backing directory; the backing directory itself is
-//! not fsynced (the host does not lose power; that keeps fsync cheap).
+//! not fsynced (the host does not lose power; that keeps fsync cheap). Known imprecision: a
+//! directory renamed from one directory to another with only the destination fsynced is, after a
+//! power loss, reachable from both (a real filesystem would show it in one of them). The root
+//! directory (the mount point) always exists, so a data directory that *is* the mount point
+//! never disappears; its entries do, unless it is fsynced.
 //!
 //! # Contract for the harness (power-loss nemesis)
 //! 1. At start, call [`cleanup_leftovers`] on the directory that holds the mount points (a
@@ -55,6 +65,11 @@
 //!    allowed but is not a power loss of that member (its open files go on writing).
 //! 4. At the end, stop the members, then [`FaultMount::unmount`] (or drop the handle). An
 //!    unmount with files still open in the mount detaches and aborts it (`MNT_DETACH|MNT_FORCE`).
+//! 5. Choices per target: `Splitbrain` nodes fsync their directory, so [`Metadata::Posix`] (the
+//!    default) is fair to them; etcd 3.4 only keeps data with [`Metadata::Journal`] (under Posix
+//!    it loses `member/`, a finding to report, not a harness bug). To catch a node that skips
+//!    `fdatasync`, prefer `tear: None` or alternate: a tear keeps the unsynced appends before
+//!    the torn one (rule 5), which hides most of what such a node loses.
 //!
 //! The filesystem needs `/dev/fuse`; as root it mounts with `mount(2)` directly, otherwise
 //! through `fusermount3` (Debian package `fuse3`).
@@ -74,6 +89,23 @@ pub use mounts::cleanup_leftovers;
 /// The name in the `source` and `fstype` (`fuse.splitbrain-faultfs`) columns of mountinfo, by
 /// which [`cleanup_leftovers`] recognizes mounts of this crate.
 pub const FS_NAME: &str = "splitbrain-faultfs";
+
+/// When metadata operations (create, mkdir, rename, unlink, rmdir) become durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum Metadata {
+    /// The POSIX minimum: with an fsync of the directory they are in, only.
+    #[default]
+    Posix,
+    /// ext4's journal: with any fsync (of a file or a directory), all of them at once, in
+    /// every directory (a journal commit carries every metadata change made before it).
+    Journal,
+}
+
+/// Mount options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub metadata: Metadata,
+}
 
 /// Errors of this crate (misuse or I/O on the backing directory); a power loss is not an error.
 #[derive(Debug, thiserror::Error)]
@@ -158,10 +190,20 @@ pub struct FaultMount {
 }
 
 /// Mounts a fault filesystem over `backing` (created if missing; empty, or one this crate used
-/// before) at `mount_point` (created if missing; must not be inside `backing`).
+/// before) at `mount_point` (created if missing; must not be inside `backing`), with the
+/// default [`Options`] ([`Metadata::Posix`]).
 pub fn mount(
     backing: impl AsRef<Path>,
     mount_point: impl AsRef<Path>,
+) -> Result<FaultMount, Error> {
+    mount_with(backing, mount_point, Options::default())
+}
+
+/// [`mount`] with options.
+pub fn mount_with(
+    backing: impl AsRef<Path>,
+    mount_point: impl AsRef<Path>,
+    options: Options,
 ) -> Result<FaultMount, Error> {
     let backing = backing.as_ref();
     let mp = mount_point.as_ref();
@@ -190,7 +232,9 @@ pub fn mount(
             ),
         });
     }
-    let state = Arc::new(Mutex::new(state::State::open(&backing)?));
+    let mut st = state::State::open(&backing)?;
+    st.journal = options.metadata == Metadata::Journal;
+    let state = Arc::new(Mutex::new(st));
     let fs = fuse::FaultFs {
         state: state.clone(),
     };
@@ -288,5 +332,15 @@ impl FaultMount {
 impl Drop for FaultMount {
     fn drop(&mut self) {
         let _ = self.unmount_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_mount_handle_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<super::FaultMount>();
+        send_sync::<super::LossReport>();
     }
 }

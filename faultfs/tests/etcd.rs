@@ -1,6 +1,7 @@
 //! etcd (Debian's `etcd-server`, 3.4, default fsync settings) on a fault mount: it runs there
-//! (bbolt's shared read-only mmap, the WAL's fallocate preallocation, flock, directory fsyncs)
-//! and its acknowledged puts survive power losses (SIGKILL, power_loss with a tear, restart).
+//! (bbolt's shared read-only mmap, the WAL's fallocate preallocation, flock, directory fsyncs);
+//! with ext4-like journal metadata its acknowledged puts survive power losses (SIGKILL,
+//! power_loss with a tear, restart); with the POSIX minimum it loses them all.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Http};
-use splitbrain_faultfs::mount;
+use splitbrain_faultfs::{mount_with, Metadata, Options};
 
 fn b64(s: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -103,20 +104,35 @@ fn exists(http: &mut Http, key: &str, deadline: Instant) -> Option<bool> {
     None
 }
 
-#[test]
-fn etcd_runs_on_the_fault_filesystem_and_keeps_acknowledged_puts() {
+struct Run {
+    acked: Vec<String>,
+    lost: Vec<String>,
+    reports: Vec<splitbrain_faultfs::LossReport>,
+    log_tail: String,
+    stats: splitbrain_faultfs::Stats,
+}
+
+/// etcd with its data directory the mount point (the harness's layout); `rounds` times: puts
+/// for 1 s, SIGKILL mid-put, power loss (torn), restart. Then reads every acknowledged key.
+fn run(metadata: Metadata, rounds: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let m = mount(dir.path().join("backing"), dir.path().join("data")).unwrap();
+    let m = mount_with(
+        dir.path().join("backing"),
+        dir.path().join("data"),
+        Options { metadata },
+    )
+    .unwrap();
     let mut etcd = Etcd {
         child: None,
         client: format!("127.0.0.1:{}", free_port()),
         peer: format!("127.0.0.1:{}", free_port()),
-        data: m.mount_point().join("e1"),
+        data: m.mount_point().to_path_buf(),
         log: dir.path().join("etcd.log"),
     };
     etcd.start();
     let mut acked = Vec::new();
-    for round in 0..3u64 {
+    let mut reports = Vec::new();
+    for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
         let (addr, stop2) = (etcd.client.clone(), stop.clone());
         let writer = std::thread::spawn(move || {
@@ -132,34 +148,72 @@ fn etcd_runs_on_the_fault_filesystem_and_keeps_acknowledged_puts() {
             }
             ok
         });
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(1000));
         etcd.kill(); // mid-write: the writer's current put fails
         stop.store(true, Ordering::Relaxed);
         acked.extend(writer.join().unwrap());
-        let r = m.power_loss(Some(round));
-        eprintln!("round {round}: {} acked so far; {r:?}", acked.len());
+        reports.push(m.power_loss(Some(round)));
         etcd.start();
     }
-    assert!(
-        acked.len() >= 10,
-        "etcd acknowledged puts ({})",
-        acked.len()
-    );
     let mut http = Http::new(&etcd.client, Duration::from_secs(3));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let lost: Vec<&String> = acked
+    let lost = acked
         .iter()
         .filter(|k| exists(&mut http, k, deadline) != Some(true))
+        .cloned()
         .collect();
+    etcd.kill();
     let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
+    let log_tail = log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+    Run {
+        acked,
+        lost,
+        reports,
+        log_tail,
+        stats: m.stats(),
+    }
+}
+
+#[test]
+fn etcd_on_a_journal_mount_keeps_every_acknowledged_put() {
+    let r = run(Metadata::Journal, 3);
+    eprintln!("reports: {:?}", r.reports);
     assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged puts lost: {:?}\n--- etcd log tail\n{}",
-        lost.len(),
-        acked.len(),
-        &lost[..lost.len().min(10)],
-        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        r.acked.len() >= 10,
+        "etcd acknowledged puts ({})",
+        r.acked.len()
     );
-    let s = m.stats();
-    assert!(s.file_syncs > 0 && s.dir_syncs > 0, "{s:?}");
+    assert!(
+        r.lost.is_empty(),
+        "{} of {} acknowledged puts lost: {:?}\n--- etcd log tail\n{}",
+        r.lost.len(),
+        r.acked.len(),
+        &r.lost[..r.lost.len().min(10)],
+        r.log_tail
+    );
+    assert!(r.stats.file_syncs > 0, "{:?}", r.stats);
+}
+
+/// A finding, not a bug of this crate: etcd 3.4 creates `member/` (and `member/snap/`) in its
+/// data directory without fsyncing the data directory, so under the POSIX minimum the whole
+/// `member/` directory — WAL and all — is lost by a power loss, with every acknowledged put.
+/// (ext4's journal makes it durable with etcd's first WAL fsync; see the test above.)
+#[test]
+fn etcd_3_4_never_fsyncs_the_directory_holding_member_so_a_posix_power_loss_loses_it() {
+    let r = run(Metadata::Posix, 1);
+    assert!(
+        r.acked.len() >= 10,
+        "etcd acknowledged puts ({})",
+        r.acked.len()
+    );
+    assert!(
+        r.reports[0].paths_lost.iter().any(|p| p == "/member"),
+        "{:?}",
+        r.reports[0]
+    );
+    assert_eq!(
+        r.lost.len(),
+        r.acked.len(),
+        "every acknowledged put is gone"
+    );
 }

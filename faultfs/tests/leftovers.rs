@@ -95,3 +95,31 @@ fn cleanup_leftovers_unmounts_the_mount_of_a_sigkilled_process() {
     assert!(mounted(&mp));
     drop(m);
 }
+
+#[test]
+fn the_mount_binary_answers_power_loss_on_stdin_and_unmounts_at_eof() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let mp = root.join("m");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultfs-mount"))
+        .arg(root.join("b"))
+        .arg(&mp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("mounted"), "{line:?}");
+    std::fs::write(mp.join("f"), b"unsynced").unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "power-loss 5").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"paths_lost\":[\"/f\"]"), "{line}");
+    drop(stdin); // EOF: unmount and exit
+    assert!(child.wait().unwrap().success());
+    assert!(!mounted(&mp));
+}

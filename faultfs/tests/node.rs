@@ -203,11 +203,9 @@ fn acknowledged_puts_survive_power_losses_of_the_whole_cluster() {
     eprintln!("acked writes {acked}; file fsyncs {syncs}; unsynced bytes discarded {lost}; torn writes {torn}");
 }
 
-/// `--bug no-fsync` (added on the node's branch): acknowledges after writing, without
+/// `--bug no-fsync`: acknowledges after writing, without
 /// `fdatasync`; a power loss of the whole cluster then loses acknowledged writes.
-/// Un-ignore after the node branch is merged.
 #[test]
-#[ignore = "needs the node's --bug no-fsync (another branch)"]
 fn a_node_that_does_not_fsync_loses_acknowledged_puts() {
     // No tear: a tear of an append-only log keeps the unsynced appends before the newest one.
     let o = run(&["--bug", "no-fsync"], None);

@@ -266,3 +266,35 @@ fn posix_basics_work_for_a_database() {
         0o600
     );
 }
+
+#[test]
+fn in_journal_mode_any_fsync_makes_every_pending_metadata_change_durable() {
+    use splitbrain_faultfs::{mount_with, Metadata, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let m = mount_with(
+        dir.path().join("b"),
+        dir.path().join("m"),
+        Options {
+            metadata: Metadata::Journal,
+        },
+    )
+    .unwrap();
+    let mp = m.mount_point();
+    fs::create_dir(mp.join("d")).unwrap();
+    fs::write(mp.join("d/never-synced"), b"data").unwrap();
+    fs::write(mp.join("gone"), b"").unwrap();
+    // no directory fsync at all: one file fsync commits every directory change before it
+    write_synced(&mp.join("other"), b"o");
+    fs::write(mp.join("after"), b"").unwrap(); // after the last commit: lost
+    let r = m.power_loss(None);
+    assert!(mp.join("d").is_dir());
+    assert_eq!(
+        fs::read(mp.join("d/never-synced")).unwrap(),
+        b"",
+        "its data was never fsynced"
+    );
+    assert_eq!(fs::read(mp.join("other")).unwrap(), b"o");
+    assert!(mp.join("gone").exists());
+    assert!(!mp.join("after").exists());
+    assert_eq!(r.paths_lost, vec!["/after".to_string()], "{r:?}");
+}
