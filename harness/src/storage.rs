@@ -1,0 +1,153 @@
+//! Member storage: each member's data dir as a fault-filesystem mount (`splitbrain-faultfs`),
+//! for the storage faults (`power-loss`, `torn-power-loss`).
+//!
+//! # Contract
+//! - A run mounts a fault filesystem on every member's data dir (`data/<id>`) when its plan asks
+//!   for it ([`crate::plan::TestPlan::fault_fs`]: a fault kind that [`FaultKind::needs_fault_fs`], or
+//!   `--fault-fs`). What is durable lives in `disks/<id>` of the run directory; after the run it
+//!   holds exactly what survived.
+//! - The metadata model follows the target ([`crate::sut::TargetKind::fault_fs_metadata`]):
+//!   POSIX (a create/rename is durable only with an fsync of its directory) for our node, ext4's
+//!   journal for etcd 3.4 (which never fsyncs the directory that holds `member/`).
+//! - Nothing stays mounted: [`Disks`] unmounts on drop (after the cluster has killed its
+//!   members); the second Ctrl-C detaches every live mount ([`detach_all`]) before exiting; a
+//!   harness killed with SIGKILL leaves dead mounts, which the next run removes at its start
+//!   ([`cleanup_leftovers`], on the whole results directory).
+//!
+//! [`FaultKind::needs_fault_fs`]: crate::nemesis::FaultKind::needs_fault_fs
+
+use anyhow::Context;
+use splitbrain_faultfs::{FaultMount, LossReport, Metadata, Options};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// The fault-filesystem mounts of one cluster, by member id.
+pub struct Disks {
+    mounts: Mutex<BTreeMap<String, FaultMount>>,
+}
+
+/// Mount points of this process's live mounts (for [`detach_all`]).
+fn live() -> &'static Mutex<Vec<PathBuf>> {
+    static LIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+impl Disks {
+    /// Mounts a fault filesystem on `data_dir` of every `(id, data_dir)`, backed by
+    /// `run_dir/disks/<id>`. On an error the mounts made so far are unmounted.
+    pub fn mount(
+        run_dir: &Path,
+        members: &[(String, PathBuf)],
+        metadata: Metadata,
+    ) -> anyhow::Result<Disks> {
+        let disks = Disks {
+            mounts: Mutex::new(BTreeMap::new()),
+        };
+        for (id, data_dir) in members {
+            let backing = run_dir.join("disks").join(id);
+            let m = splitbrain_faultfs::mount_with(&backing, data_dir, Options { metadata })
+                .with_context(|| format!("mounting the fault filesystem of member {id}"))?;
+            live()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m.mount_point().to_path_buf());
+            disks.lock().insert(id.clone(), m);
+        }
+        Ok(disks)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FaultMount>> {
+        self.mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets everything member `id` wrote and did not make durable (kill it first).
+    pub fn power_loss(&self, id: &str, tear: Option<u64>) -> anyhow::Result<LossReport> {
+        let m = self.lock();
+        let m = m
+            .get(id)
+            .with_context(|| format!("member {id} has no fault filesystem"))?;
+        Ok(m.power_loss(tear))
+    }
+
+    /// Unmounts every member's filesystem; the first error, after trying all.
+    pub fn unmount_all(&self) -> anyhow::Result<()> {
+        let mounts = std::mem::take(&mut *self.lock());
+        let mut first = None;
+        for (id, m) in mounts {
+            let mp = m.mount_point().to_path_buf();
+            if let Err(e) = m.unmount() {
+                first.get_or_insert(anyhow::anyhow!("unmounting member {id}'s data dir: {e}"));
+            }
+            live()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|p| p != &mp);
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Disks {
+    fn drop(&mut self) {
+        let _ = self.unmount_all();
+    }
+}
+
+/// Lazily detaches every fault mount this process still has (for an exit that skips drops:
+/// the second Ctrl-C). Best effort.
+pub fn detach_all() {
+    let live = live().lock().unwrap_or_else(|p| p.into_inner());
+    for mp in live.iter() {
+        if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
+            // SAFETY: `c` is a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::MNT_FORCE) };
+        }
+    }
+}
+
+/// Removes the dead mounts a SIGKILLed harness left under `results` (warns, never fails).
+pub fn cleanup_leftovers(results: &Path) {
+    match splitbrain_faultfs::cleanup_leftovers(results) {
+        Ok(gone) => {
+            for mp in gone {
+                eprintln!(
+                    "unmounted a leftover fault filesystem at {} (a previous run was killed)",
+                    mp.display()
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: looking for leftover fault filesystems: {e}"),
+    }
+}
+
+/// Why this machine cannot mount a fault filesystem, if it cannot (checked before a run).
+pub fn unavailable() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing (FUSE is not available here)".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root
+        && !std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").exists()))
+    {
+        return Some("not root and fusermount3 is not installed (Debian package fuse3)".into());
+    }
+    None
+}
+
+/// A one-line summary of a loss, for the summary's fault lines.
+pub fn describe_loss(r: &LossReport) -> String {
+    let mut s = format!("lost {} bytes", r.bytes_lost);
+    if r.files_lost > 0 {
+        s.push_str(&format!(", {} files", r.files_lost));
+    }
+    if let Some(t) = &r.torn {
+        s.push_str(&format!(
+            ", tore {}@{} (kept {} of {})",
+            t.path, t.offset, t.kept, t.len
+        ));
+    }
+    s
+}
