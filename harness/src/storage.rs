@@ -4,8 +4,8 @@
 //! # Contract
 //! - A run mounts a fault filesystem on every member's data dir (`data/<id>`) when its plan asks
 //!   for it ([`crate::plan::TestPlan::fault_fs`]: a fault kind that [`FaultKind::needs_fault_fs`], or
-//!   `--fault-fs`). What is durable lives in `disks/<id>` of the run directory; after the run it
-//!   holds exactly what survived.
+//!   `--fault-fs`). What is durable lives in `disks/<id>` of the run directory (the faultfs
+//!   backing store: `namespace.json` and `objects/`); after the run it holds what survived.
 //! - The metadata model follows the target ([`crate::sut::TargetKind::fault_fs_metadata`]):
 //!   POSIX (a create/rename is durable only with an fsync of its directory) for our node, ext4's
 //!   journal for etcd 3.4 (which never fsyncs the directory that holds `member/`).
