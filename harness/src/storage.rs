@@ -44,6 +44,13 @@ impl Disks {
         let disks = Disks {
             mounts: Mutex::new(BTreeMap::new()),
         };
+        let owner = run_dir.join(OWNER_FILE);
+        if let Some(parent) = owner.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&owner, std::process::id().to_string())
+            .with_context(|| format!("writing {}", owner.display()))?;
         for (id, data_dir) in members {
             let backing = run_dir.join("disks").join(id);
             let m = splitbrain_faultfs::mount_with(&backing, data_dir, Options { metadata })
@@ -106,18 +113,67 @@ pub fn detach_all() {
     }
 }
 
+/// The file in a run directory naming the pid of the harness that mounted its disks.
+pub const OWNER_FILE: &str = "disks/harness.pid";
+
+/// True if the run directory's owner (its [`OWNER_FILE`]) is a live process other than a
+/// reused pid of something else: a harness running in parallel on the same results directory.
+fn owner_alive(run_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(OWNER_FILE)) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return false;
+    };
+    // SAFETY: getpid has no preconditions.
+    if pid == unsafe { libc::getpid() } as u32 {
+        return true;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let me = std::env::current_exe();
+    matches!((exe, me), (Ok(a), Ok(b)) if a == b)
+}
+
 /// Removes the dead mounts a SIGKILLed harness left under `results` (warns, never fails).
+/// Mounts of runs whose harness still runs (another test on the same results directory) are
+/// left alone.
 pub fn cleanup_leftovers(results: &Path) {
-    match splitbrain_faultfs::cleanup_leftovers(results) {
-        Ok(gone) => {
-            for mp in gone {
-                eprintln!(
-                    "unmounted a leftover fault filesystem at {} (a previous run was killed)",
-                    mp.display()
-                );
-            }
+    let Ok(dir) = results.canonicalize() else {
+        return;
+    };
+    let info = match std::fs::read_to_string("/proc/self/mountinfo") {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("warning: reading /proc/self/mountinfo: {e}");
+            return;
         }
-        Err(e) => eprintln!("warning: looking for leftover fault filesystems: {e}"),
+    };
+    let mut run_dirs: Vec<PathBuf> = info
+        .lines()
+        .filter(|l| l.contains(splitbrain_faultfs::FS_NAME))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|mp| mp.starts_with(&dir))
+        // <run dir>/data/<id>
+        .filter_map(|mp| mp.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .collect();
+    run_dirs.sort();
+    run_dirs.dedup();
+    for run in run_dirs {
+        if owner_alive(&run) {
+            continue;
+        }
+        match splitbrain_faultfs::cleanup_leftovers(run.join("data")) {
+            Ok(gone) => {
+                for mp in gone {
+                    eprintln!(
+                        "unmounted a leftover fault filesystem at {} (its run was killed)",
+                        mp.display()
+                    );
+                }
+            }
+            Err(e) => eprintln!("warning: removing leftover fault filesystems: {e}"),
+        }
     }
 }
 
