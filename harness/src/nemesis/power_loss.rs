@@ -164,6 +164,16 @@ mod tests {
     }
 
     #[test]
+    fn power_loss_combines_with_other_faults_and_stays_out_of_all() {
+        let c = crate::nemesis::parse_nemesis("power-loss,partition").unwrap();
+        assert_eq!(c.len(), 2);
+        assert!(c[0][0].needs_fault_fs() && !c[1][0].needs_fault_fs());
+        let all = crate::nemesis::parse_nemesis("all").unwrap();
+        assert!(all.iter().flatten().all(|k| !k.needs_fault_fs()));
+        assert!(crate::nemesis::nemesis_names().contains(&"torn-power-loss"));
+    }
+
+    #[test]
     fn only_the_torn_kind_plans_a_tear_and_the_plan_follows_the_seed() {
         let plain = PowerLossKind { torn: false };
         let torn = PowerLossKind { torn: true };
