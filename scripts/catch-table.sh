@@ -40,9 +40,14 @@ declare -A BUG_ARGS=(
     [no-dedup]="--nodes 3 --time-limit 30 --workload kv --nemesis partition --nemesis-interval 3 --unique-writes --duplicate-writes 0.05 --retry-backoff 0.2"
     [commit-old-term]="--nodes 3 --time-limit 40 --workload kv --nemesis partition-halves,kill --nemesis-overlap --nemesis-interval 2"
     [no-truncate-check]="--nodes 3 --time-limit 40 --workload kv --nemesis delay,kill --nemesis-overlap --nemesis-interval 2"
+    # no-fsync: power losses (faultfs under every member, needs FUSE); half of them hit every
+    # member at once, which takes acknowledged writes from a node that never fdatasyncs.
+    [no-fsync]="--nodes 3 --time-limit 20 --workload kv --nemesis power-loss --nemesis-interval 3 --recovery-time 3"
+    # torn-tail-any-damage: bit flips and truncations of stopped members' data files.
+    [torn-tail-any-damage]="--nodes 3 --time-limit 30 --workload kv --nemesis corrupt --nemesis-interval 3 --recovery-time 3"
 )
-BUGS=(stale-read ack-before-commit vote-any-log no-dedup commit-old-term no-truncate-check)
-NEMESES=(none kill pause partition-halves isolate-one isolate-leader majorities-ring bridge all)
+BUGS=(stale-read ack-before-commit vote-any-log no-dedup commit-old-term no-truncate-check no-fsync torn-tail-any-damage)
+NEMESES=(none kill pause partition-halves isolate-one isolate-leader majorities-ring bridge all power-loss power-loss,partition corrupt,kill)
 CORRECT_ARGS="--nodes 5 --time-limit 20 --workload kv --nemesis-interval 3 --recovery-time 5"
 
 # run NAME SEED ARGS… → prints the exit code (0 valid, 1 invalid, 2 unknown, other: error)

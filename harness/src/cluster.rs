@@ -42,6 +42,9 @@ pub struct Cluster {
     /// Members in id order.
     pub specs: Vec<MemberSpec>,
     procs: Mutex<BTreeMap<String, Proc>>,
+    /// The members' fault filesystems, when the plan mounts them (`crate::storage`). Dropped
+    /// (unmounted) after `Drop` has killed the members.
+    disks: OnceLock<crate::storage::Disks>,
 }
 
 pub use crate::host::{init_spawner, install_panic_hook, spawn_guarded};
@@ -88,6 +91,7 @@ impl Cluster {
             net,
             specs,
             procs: Mutex::new(BTreeMap::new()),
+            disks: OnceLock::new(),
         })
     }
 
@@ -156,6 +160,52 @@ impl Cluster {
         }
         p.state = MemberState::Killed;
         Ok(())
+    }
+
+    /// Mounts a fault filesystem on every member's data dir (before the first start).
+    pub fn mount_disks(
+        &self,
+        run_dir: &Path,
+        metadata: splitbrain_faultfs::Metadata,
+    ) -> anyhow::Result<()> {
+        let members: Vec<(String, std::path::PathBuf)> = self
+            .specs
+            .iter()
+            .map(|s| (s.id.clone(), s.data_dir.clone()))
+            .collect();
+        let disks = crate::storage::Disks::mount(run_dir, &members, metadata)?;
+        if self.disks.set(disks).is_err() {
+            bail!("the members' fault filesystems are already mounted");
+        }
+        Ok(())
+    }
+
+    /// True if the members' data dirs are fault filesystems.
+    pub fn has_disks(&self) -> bool {
+        self.disks.get().is_some()
+    }
+
+    /// A power loss of member `id`: SIGKILL and reap it, then forget what it had not made
+    /// durable (`tear`: keep a seeded prefix of its newest unsynced write). It stays down.
+    pub fn power_loss(
+        &self,
+        id: &str,
+        tear: Option<u64>,
+    ) -> anyhow::Result<splitbrain_faultfs::LossReport> {
+        let disks = self.disks.get().with_context(|| {
+            format!("member {id}'s data dir is not a fault filesystem (power-loss needs one)")
+        })?;
+        self.kill(id)?;
+        disks.power_loss(id, tear)
+    }
+
+    /// Kills every member and unmounts their fault filesystems (if any).
+    pub fn unmount_disks(&self) -> anyhow::Result<()> {
+        self.stop_all();
+        match self.disks.get() {
+            Some(d) => d.unmount_all(),
+            None => Ok(()),
+        }
     }
 
     /// SIGSTOP member `id`.

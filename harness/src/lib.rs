@@ -27,6 +27,7 @@
 //!   all read.
 //! - [`summary`]: the terminal summary of a run's statistics.
 //! - [`report`]: `report.html`, `latency.svg`, `rate.svg` for a run directory or a history.
+//! - [`storage`]: members' data dirs on fault filesystems (power loss), leftover cleanup.
 //! - [`store`]: the results directory (`results/<name>/<time>/`, `results/latest`).
 //! - [`suite`]: a matrix of runs from a suite file, `summary.json/html`, `junit.xml`.
 //! - [`testkit`]: fixtures shared by the unit and integration tests (not for production use).
@@ -42,6 +43,7 @@ pub mod plan;
 pub mod recorder;
 pub mod report;
 pub mod runner;
+pub mod storage;
 pub mod store;
 pub mod suite;
 pub mod summary;

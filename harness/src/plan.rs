@@ -101,6 +101,11 @@ pub struct PlanArgs {
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
+    /// Put every member's data dir on a fault filesystem (FUSE; forgets unsynced writes on a
+    /// power loss) even without a power-loss fault (`power-loss` and `torn-power-loss` mount
+    /// them anyway). Needs /dev/fuse and root or fusermount3
+    #[arg(long)]
+    pub fault_fs: bool,
 }
 
 /// Parses `PlanArgs` alone (for its defaults).
@@ -158,6 +163,7 @@ impl PlanArgs {
             unique_writes: self.unique_writes,
             duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
+            fault_fs: self.fault_fs,
             interactive: true,
         };
         plan.validate().map_err(BadInput)?;
@@ -238,6 +244,10 @@ pub struct TestPlan {
     /// Show the progress bar and print the summary.
     #[serde(skip)]
     pub interactive: bool,
+    /// `--fault-fs`: mount fault filesystems without a fault that needs them (see
+    /// [`TestPlan::uses_fault_fs`]).
+    #[serde(default)]
+    pub fault_fs: bool,
 }
 
 impl TestPlan {
@@ -293,6 +303,22 @@ impl TestPlan {
         }
         let sut = self.target.resolve(self.node_cmd.as_deref())?;
         let _ = sut;
+        if self.uses_fault_fs() {
+            let flag = if self.fault_fs {
+                "--fault-fs".to_string()
+            } else {
+                format!("--nemesis {}", self.nemesis.text)
+            };
+            if self.target.fault_fs_metadata().is_none() {
+                return Err(format!(
+                    "{flag} needs a target that keeps its data in its data dir; --target {} does not say where it keeps it",
+                    self.target.name()
+                ));
+            }
+            if let Some(why) = crate::storage::unavailable() {
+                return Err(format!("{flag} needs a fault filesystem: {why}"));
+            }
+        }
         for kind in self.nemesis.kinds() {
             let needs = kind.needs();
             if !self.net.supports(kind) {
@@ -316,6 +342,12 @@ impl TestPlan {
             }
         }
         Ok(())
+    }
+
+    /// True if the members' data dirs are fault filesystems: `--fault-fs`, or a fault kind of
+    /// `--nemesis` needs them (`power-loss`).
+    pub fn uses_fault_fs(&self) -> bool {
+        self.fault_fs || self.nemesis.kinds().any(|k| k.needs_fault_fs())
     }
 
     pub fn member_ids(&self) -> Vec<String> {

@@ -50,6 +50,10 @@ pub struct RunOutcome {
     pub check: CheckReport,
     /// Members that exited on their own during the run.
     pub crashed: Vec<(String, String)>,
+    /// Of those, the ones that refused their data (`corrupt`): member → `FILE@OFFSET`, from
+    /// the node's `refused data: FILE@OFFSET: …` log line.
+    #[serde(default)]
+    pub refused: Vec<(String, String)>,
     pub elapsed_s: f64,
 }
 
@@ -183,7 +187,9 @@ fn cancel_on_ctrl_c(cancel: CancellationToken) {
                     );
                     cancel.cancel();
                     if tokio::signal::ctrl_c().await.is_ok() {
-                        // Children die with us (PR_SET_PDEATHSIG); the history is on disk.
+                        // Children die with us (PR_SET_PDEATHSIG); the history is on disk;
+                        // fault mounts are detached here (exit skips their drops).
+                        crate::storage::detach_all();
                         std::process::exit(130);
                     }
                 }
@@ -231,6 +237,10 @@ async fn run_async(
         "seed {} (replay with --seed {})",
         opts.seed, opts.seed
     ));
+    if opts.uses_fault_fs() {
+        // A harness killed with SIGKILL leaves dead fault mounts under the results directory.
+        crate::storage::cleanup_leftovers(&opts.results);
+    }
     let run_dir = store::create_run_dir(&opts.results, &opts.name)?;
     let schedule = opts.schedule();
     let test_json = serde_json::json!({
@@ -278,7 +288,11 @@ async fn run_async(
             &opts.node_args,
             opts.seed,
         )?);
-        let started = match cluster.start_all() {
+        let mounted = match (opts.uses_fault_fs(), opts.target.fault_fs_metadata()) {
+            (true, Some(md)) => cluster.mount_disks(&run_dir, md),
+            _ => Ok(()),
+        };
+        let started = match mounted.and_then(|()| cluster.start_all()) {
             Ok(()) => cluster.wait_ready(Duration::from_secs(30)).await,
             Err(e) => Err(e),
         };
@@ -287,10 +301,15 @@ async fn run_async(
             Err(e) if can_retry && attempt < 3 && !cluster.crashed().is_empty() => {
                 eprintln!("start-up attempt {attempt} failed ({e:#}); retrying on fresh ports");
                 cluster.stop_all();
+                let _ = cluster.unmount_disks();
                 drop(cluster);
-                let data = run_dir.join("data");
-                std::fs::remove_dir_all(&data)
-                    .with_context(|| format!("clearing {}", data.display()))?;
+                for sub in ["data", "disks"] {
+                    let d = run_dir.join(sub);
+                    if d.exists() {
+                        std::fs::remove_dir_all(&d)
+                            .with_context(|| format!("clearing {}", d.display()))?;
+                    }
+                }
             }
             Err(e) => return Err(e).context("starting the cluster"),
         }
@@ -397,6 +416,10 @@ async fn run_async(
     progress.phase(Phase::Stop, "");
     let crashed = cluster.crashed();
     cluster.stop_all();
+    if let Err(e) = cluster.unmount_disks() {
+        eprintln!("warning: {e:#}");
+    }
+    let refused = refusals(&cluster, &crashed);
     recorder.finish()?;
     progress.phase(Phase::Check, "");
 
@@ -429,6 +452,7 @@ async fn run_async(
         reasons: crate::analysis::reasons_json(&reasons),
         check: report,
         crashed,
+        refused,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     progress.phase(Phase::Report, "");
@@ -482,6 +506,21 @@ fn heal_phase(cluster: &Cluster, recorder: &Recorder) {
     );
 }
 
+/// Members that exited and whose log's last refusal names the damaged `FILE@OFFSET`.
+fn refusals(cluster: &Cluster, crashed: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (id, _) in crashed {
+        let Ok(spec) = cluster.spec(id) else { continue };
+        let Ok(log) = std::fs::read(&spec.log_file) else {
+            continue;
+        };
+        if let Some(at) = crate::nemesis::corrupt::refusal(&String::from_utf8_lossy(&log)) {
+            out.push((id.clone(), at));
+        }
+    }
+    out
+}
+
 /// `results.json`: the checker's verdict, counterexample and statistics.
 pub fn results_json(o: &RunOutcome) -> serde_json::Value {
     serde_json::json!({
@@ -492,6 +531,7 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
         "stats": o.stats,
         "reasons": o.reasons,
         "crashed_members": o.crashed,
+        "refused_data": o.refused.iter().map(|(id, at)| serde_json::json!({"member": id, "at": at})).collect::<Vec<_>>(),
         "elapsed_s": o.elapsed_s,
     })
 }
@@ -500,7 +540,13 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
 pub fn render_outcome(o: &RunOutcome) -> String {
     let mut out = String::from("\n");
     out.push_str(&summary::render(&o.stats));
+    for (id, at) in &o.refused {
+        out.push_str(&format!("member {id} refused its data: {at}\n"));
+    }
     for (id, st) in &o.crashed {
+        if o.refused.iter().any(|(r, _)| r == id) {
+            continue;
+        }
         out.push_str(&format!(
             "warning: member {id} exited on its own ({st}); see nodes/{id}.log\n"
         ));

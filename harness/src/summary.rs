@@ -111,6 +111,9 @@ pub fn describe_fault(v: &Value) -> String {
     } else if let Some(cuts) = v.get("cuts").and_then(Value::as_array) {
         s.push_str(&format!(" ({} links cut)", cuts.len()));
     }
+    if let Some(d) = v.get("detail").and_then(Value::as_str) {
+        s.push_str(&format!(" ({d})"));
+    }
     if let Some(e) = v.get("error").and_then(Value::as_str) {
         s.push_str(&format!(" [error: {e}]"));
     }

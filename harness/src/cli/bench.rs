@@ -49,6 +49,10 @@ pub struct Args {
     /// Store of runs (member data and logs under `bench/<time>/`).
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results: PathBuf,
+    /// Every member's data dir on a fault filesystem (as under `test --nemesis power-loss`),
+    /// to measure what it costs. Needs /dev/fuse and root or fusermount3
+    #[arg(long)]
+    pub fault_fs: bool,
 }
 
 /// Latency percentiles in ms.
@@ -270,6 +274,16 @@ async fn bench_target(
         1,
     )?);
     crate::cluster::install_panic_hook();
+    if args.fault_fs {
+        let plan = bench_plan(name, args)?;
+        if let Some(why) = crate::storage::unavailable() {
+            return Err(BadInput(format!("--fault-fs needs a fault filesystem: {why}")).into());
+        }
+        let md = plan.target.fault_fs_metadata().with_context(|| {
+            format!("--fault-fs: --target {name} cannot have a fault filesystem")
+        })?;
+        cluster.mount_disks(&run_dir, md)?;
+    }
     cluster.start_all()?;
     cluster
         .wait_ready(Duration::from_secs(30))

@@ -27,11 +27,16 @@
 //! - [`pause`]: SIGSTOP / SIGCONT members.
 //! - [`delay`]: slow, reordering peer links (not part of `all`).
 //! - [`partition`]: the five partition kinds as sets of cut directed links.
+//! - [`power_loss`]: `power-loss`, `torn-power-loss`: SIGKILL members and forget what they did
+//!   not fsync (fault filesystems, `crate::storage`); restart them on what survived.
+//! - [`corrupt`]: while a member is down, flip a bit in or truncate one of its data files.
 
+pub mod corrupt;
 pub mod delay;
 pub mod kill;
 pub mod partition;
 pub mod pause;
+pub mod power_loss;
 
 use crate::cluster::Cluster;
 use crate::recorder::Recorder;
@@ -56,6 +61,9 @@ pub const REGISTRY: &[Kind] = &[
     &PartitionKind::IsolateLeader,
     &PartitionKind::MajoritiesRing,
     &PartitionKind::Bridge,
+    &power_loss::PowerLossKind { torn: false },
+    &power_loss::PowerLossKind { torn: true },
+    &corrupt::CorruptKind,
 ];
 
 /// What a fault kind needs from the network between members.
@@ -95,6 +103,12 @@ pub trait FaultKind: Send + Sync + 'static {
     fn in_all(&self) -> bool;
     /// What it needs from the network.
     fn needs(&self) -> Needs;
+    /// True if it needs the members' data dirs on fault filesystems (`crate::storage`): the
+    /// run then mounts them, and only targets that keep their data in the data dir can run it
+    /// ([`crate::sut::TargetKind::fault_fs_metadata`]).
+    fn needs_fault_fs(&self) -> bool {
+        false
+    }
     /// Plans one fault over `nodes`, drawing its targets from `rng`.
     fn plan(&self, nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault>;
 }

@@ -203,6 +203,17 @@ impl TargetKind {
         !matches!(self, TargetKind::Etcd)
     }
 
+    /// How a fault filesystem under its data dir treats metadata (`crate::storage`), or `None`
+    /// if it cannot have one. Our node fsyncs its directories: POSIX. etcd 3.4 never fsyncs the
+    /// directory that holds `member/` (under POSIX it loses everything on a power loss, a
+    /// finding in `README.md`), so it gets ext4's journal. `cmd`: POSIX, the strict default.
+    pub fn fault_fs_metadata(self) -> Option<splitbrain_faultfs::Metadata> {
+        match self {
+            TargetKind::Splitbrain | TargetKind::Cmd => Some(splitbrain_faultfs::Metadata::Posix),
+            TargetKind::Etcd => Some(splitbrain_faultfs::Metadata::Journal),
+        }
+    }
+
     /// True if it runs without a command template of the user's (suites and bench run these).
     pub fn builtin(self) -> bool {
         !matches!(self, TargetKind::Cmd)
