@@ -16,6 +16,7 @@ use crate::sut::{MemberSpec, MemberStatus, PeerRoute, Target};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
