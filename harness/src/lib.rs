@@ -18,6 +18,7 @@
 //! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
 //!   `netns`), behind the [`net::Network`] trait.
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
+//! - [`endcheck`]: end-of-run cluster checks (members converge, none exited, none behind).
 //! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
 //! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
 //! - [`summary`]: statistics of a run and the terminal summary.
@@ -29,6 +30,7 @@
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod endcheck;
 pub mod nemesis;
 pub mod net;
 pub mod plan;

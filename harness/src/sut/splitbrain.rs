@@ -105,7 +105,8 @@ impl Target for Splitbrain {
     }
 }
 
-/// Reads `role`, `term` and `leader` from a `/status` body, tolerating absent fields.
+/// Reads `role`, `term`, `leader`, `commit`, `applied_index` and `sm_digest` from a `/status`
+/// body, tolerating absent fields.
 pub fn parse_status(v: &Value) -> MemberStatus {
     MemberStatus {
         role: v.get("role").and_then(Value::as_str).map(str::to_lowercase),
@@ -115,6 +116,12 @@ pub fn parse_status(v: &Value) -> MemberStatus {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(String::from),
+        commit: v.get("commit").and_then(Value::as_u64),
+        applied_index: v
+            .get("applied_index")
+            .or_else(|| v.get("applied"))
+            .and_then(Value::as_u64),
+        sm_digest: v.get("sm_digest").and_then(Value::as_str).map(String::from),
     }
 }
 

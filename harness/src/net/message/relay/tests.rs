@@ -301,7 +301,10 @@ async fn an_oversize_body_is_refused_with_413_as_the_node_would() {
     assert!(sink.raw.lock().unwrap().is_empty());
     assert_eq!(relay.control().counters().refused, 1);
     assert_eq!(
-        (wire::route_body_limit("append"), wire::route_body_limit("snapshot")),
+        (
+            wire::route_body_limit("append"),
+            wire::route_body_limit("snapshot")
+        ),
         (
             splitbrain_node::http::PEER_BODY_LIMIT,
             splitbrain_node::http::PEER_SNAPSHOT_BODY_LIMIT
