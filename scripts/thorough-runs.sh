@@ -34,7 +34,7 @@ for seed in $(seq "$FIRST" "$LAST"); do
     strikes=$(grep -c '"f":"aim-\(kill\|pause\|isolate\)"' "$dir/history.jsonl" 2>/dev/null)
     voters=$(grep '"f":"aim-kill"' "$dir/history.jsonl" 2>/dev/null | grep -c '"voting":true')
     strikes=$((strikes - voters))
-    term=$(grep -o '"term":[0-9]*' "$dir/results.json" 2>/dev/null | cut -d: -f2 | sort -n | tail -1)
+    term=$(grep -o '"term": *[0-9]*' "$dir/results.json" 2>/dev/null | tr -dc '0-9\n' | sort -n | tail -1)
     snaps=$(cat "$dir"/nodes/*.log 2>/dev/null | grep -c 'snapshot taken')
     struck=$(grep '^nemesis struck' "$RESULTS/$name.out" | sed 's/^nemesis struck *//')
     echo "| $seed | $code | $strikes | ${term:-?} | $snaps | $struck |"

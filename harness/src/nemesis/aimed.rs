@@ -109,8 +109,7 @@ impl Fault for Aimed {
     }
     fn fields(&self) -> Value {
         json!({
-            "aim": self.aim.name(),
-            "nodes": [],
+            "kind": self.aim.name(),
             "delays_ms": self.rounds.iter().take(4).map(|r| r.delay_ms).collect::<Vec<_>>(),
         })
     }

@@ -34,6 +34,9 @@ impl Splitbrain {
     }
 }
 
+/// The `--snapshot-every` the harness gives its nodes unless `--node-arg` sets one.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 200;
+
 impl Target for Splitbrain {
     fn name(&self) -> &'static str {
         "splitbrain"
@@ -60,6 +63,18 @@ impl Target for Splitbrain {
         for r in &m.routes {
             args.push("--peer".into());
             args.push(format!("{}=http://{}", r.id, r.addr));
+        }
+        // Snapshots in every default run (the node's own default, 1000, is crossed rarely at
+        // the harness's ~100 ops/s under faults); `--node-arg=--snapshot-every…` overrides it.
+        if !m
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--snapshot-every"))
+        {
+            args.extend([
+                "--snapshot-every".to_string(),
+                DEFAULT_SNAPSHOT_EVERY.to_string(),
+            ]);
         }
         args.extend(m.extra_args.iter().cloned());
         Ok(MemberCommand {
