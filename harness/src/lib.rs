@@ -20,6 +20,7 @@
 //! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
 //!   `netns`), behind the [`net::Network`] trait.
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
+//! - [`endcheck`]: end-of-run cluster checks (members converge, none exited, none behind).
 //! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
 //! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
 //! - [`analysis`]: one analysis of a run's history (ops, fault windows, statistics,
@@ -36,6 +37,7 @@ pub mod analysis;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod endcheck;
 pub mod host;
 pub mod nemesis;
 pub mod net;

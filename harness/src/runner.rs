@@ -54,15 +54,22 @@ pub struct RunOutcome {
     /// the node's `refused data: FILE@OFFSET: …` log line.
     #[serde(default)]
     pub refused: Vec<(String, String)>,
+    /// The end-of-run cluster checks (`crate::endcheck`).
+    pub cluster_check: crate::endcheck::ClusterCheck,
+    /// How often each `--nemesis` choice struck, and the choices that never did.
+    pub nemesis_coverage: crate::nemesis::Coverage,
+    pub nemesis_missing: Vec<&'static str>,
     pub elapsed_s: f64,
 }
 
 impl RunOutcome {
-    /// The exit code for this verdict (0 valid, 1 invalid, 2 unknown).
+    /// The exit code for this verdict (0 valid, 1 invalid, 2 unknown), 3 if the history is
+    /// not invalid but an end-of-run cluster check failed.
     pub fn exit_code(&self) -> u8 {
         match self.valid {
-            Verdict::Valid => crate::cli::exit::VALID,
             Verdict::Invalid => crate::cli::exit::INVALID,
+            _ if !self.cluster_check.ok() => crate::cli::exit::CLUSTER_CHECK,
+            Verdict::Valid => crate::cli::exit::VALID,
             Verdict::Unknown => crate::cli::exit::UNKNOWN,
         }
     }
@@ -382,7 +389,8 @@ async fn run_async(
     for w in workers {
         gens.push(w.await.context("a client worker panicked")?);
     }
-    let _ = nemesis_task.await;
+    let nemesis_coverage = nemesis_task.await.unwrap_or_default();
+    let nemesis_missing = crate::nemesis::missing(&opts.nemesis, &nemesis_coverage);
     heal_phase(&cluster, &recorder);
     let interrupted = cancel.is_cancelled();
     if !interrupted {
@@ -413,6 +421,13 @@ async fn run_async(
         )
         .await;
     }
+    let cluster_check = if interrupted {
+        crate::endcheck::ClusterCheck::default()
+    } else {
+        progress.phase(Phase::Recover, "checking that the members converged");
+        crate::endcheck::check_cluster(&cluster, Duration::from_secs_f64(opts.recovery_time_s))
+            .await
+    };
     progress.phase(Phase::Stop, "");
     let crashed = cluster.crashed();
     cluster.stop_all();
@@ -453,6 +468,9 @@ async fn run_async(
         check: report,
         crashed,
         refused,
+        cluster_check,
+        nemesis_coverage,
+        nemesis_missing,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     progress.phase(Phase::Report, "");
@@ -532,6 +550,9 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
         "reasons": o.reasons,
         "crashed_members": o.crashed,
         "refused_data": o.refused.iter().map(|(id, at)| serde_json::json!({"member": id, "at": at})).collect::<Vec<_>>(),
+        "cluster_check": o.cluster_check,
+        "nemesis_coverage": o.nemesis_coverage,
+        "nemesis_missing": o.nemesis_missing,
         "elapsed_s": o.elapsed_s,
     })
 }
@@ -540,16 +561,30 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
 pub fn render_outcome(o: &RunOutcome) -> String {
     let mut out = String::from("\n");
     out.push_str(&summary::render(&o.stats));
+    if !o.nemesis_coverage.is_empty() || !o.nemesis_missing.is_empty() {
+        let struck: Vec<String> = o
+            .nemesis_coverage
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out.push_str(&format!("nemesis struck      {}\n", struck.join(", ")));
+        if !o.nemesis_missing.is_empty() {
+            out.push_str(&format!(
+                "warning: --nemesis {} never struck in this run (longer --time-limit?)\n",
+                o.nemesis_missing.join(",")
+            ));
+        }
+    }
+    out.push_str(&format!("cluster check       {}\n", o.cluster_check.line()));
+    if !o.cluster_check.ran {
+        for (id, st) in &o.crashed {
+            out.push_str(&format!(
+                "failure: member {id} exited on its own ({st}); see nodes/{id}.log\n"
+            ));
+        }
+    }
     for (id, at) in &o.refused {
         out.push_str(&format!("member {id} refused its data: {at}\n"));
-    }
-    for (id, st) in &o.crashed {
-        if o.refused.iter().any(|(r, _)| r == id) {
-            continue;
-        }
-        out.push_str(&format!(
-            "warning: member {id} exited on its own ({st}); see nodes/{id}.log\n"
-        ));
     }
     let keys = &o.check.per_key;
     let count = |v: Verdict| keys.iter().filter(|k| k.verdict == v).count();

@@ -1,9 +1,11 @@
 //! Exit codes, as Jepsen's: 0 valid, 1 invalid, 2 unknown, 254 bad arguments or unreadable
-//! input, 255 internal error.
+//! input, 255 internal error; and 3: the history is valid (or unknown) but an end-of-run
+//! cluster check failed (`crate::endcheck`: a member exited, diverged, or never caught up).
 
 pub const VALID: u8 = 0;
 pub const INVALID: u8 = 1;
 pub const UNKNOWN: u8 = 2;
+pub const CLUSTER_CHECK: u8 = 3;
 pub const BAD_INPUT: u8 = 254;
 pub const INTERNAL: u8 = 255;
 

@@ -75,6 +75,8 @@ impl TestRunner {
     pub fn result(spec: &RunSpec, o: &RunOutcome) -> RunResult {
         let status = match o.valid {
             _ if o.interrupted => RunStatus::Crashed,
+            // A failed end-of-run cluster check is a failure (JUnit `<failure>`), like invalid.
+            Verdict::Valid | Verdict::Unknown if !o.cluster_check.ok() => RunStatus::Invalid,
             Verdict::Valid => RunStatus::Valid,
             Verdict::Invalid => RunStatus::Invalid,
             Verdict::Unknown => RunStatus::Unknown,
@@ -86,6 +88,9 @@ impl TestRunner {
                 "the checker could not decide ({} of {} partitions unknown)",
                 o.check.partitions.unknown, o.check.partitions.total
             ),
+            RunStatus::Invalid if o.valid != Verdict::Invalid => {
+                format!("cluster check {}", o.cluster_check.line())
+            }
             RunStatus::Invalid => o
                 .check
                 .counterexample

@@ -71,9 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             1 => tally.1 += 1,
             _ => tally.2 += 1,
         }
-        // Invalid outranks unknown, which outranks valid.
+        // Invalid outranks a failed cluster check, which outranks unknown, then valid.
         worst = match (worst, code) {
             (1, _) | (_, 1) => 1,
+            (3, _) | (_, 3) => 3,
             (2, _) | (_, 2) => 2,
             _ => 0,
         };

@@ -22,7 +22,16 @@
 //! run it follows from the needs (`crate::net::NetKind::supports`,
 //! `crate::sut::TargetKind::peer_links_proxyable`).
 //!
+//! # The `thorough` profile
+//! `--nemesis thorough` (the default of `splitbrain test`) is the aimed faults of [`aimed`]
+//! (`kill-leader`, `pause-leader`, `kill-in-election`, `isolate-new-leader`, `kill-majority`)
+//! plus `kill`, `pause` and the `partition` group, planned densely by [`plan_thorough`]: holds
+//! of 0.3–0.6 intervals, rests of 0.05–0.2 intervals, and the first faults a seeded
+//! permutation of the choices so that a default-length run holds every one of them.
+//!
 //! # Layout
+//! - [`aimed`]: faults that watch `/status` and strike the leader, a voter, a fresh leader;
+//!   `kill-majority`.
 //! - [`kill`]: SIGKILL members, restart them on the same data dir.
 //! - [`pause`]: SIGSTOP / SIGCONT members.
 //! - [`delay`]: slow, reordering peer links (not part of `all`).
@@ -31,6 +40,7 @@
 //!   not fsync (fault filesystems, `crate::storage`); restart them on what survived.
 //! - [`corrupt`]: while a member is down, flip a bit in or truncate one of its data files.
 
+pub mod aimed;
 pub mod corrupt;
 pub mod delay;
 pub mod kill;
@@ -64,6 +74,23 @@ pub const REGISTRY: &[Kind] = &[
     &power_loss::PowerLossKind { torn: false },
     &power_loss::PowerLossKind { torn: true },
     &corrupt::CorruptKind,
+    &aimed::Aim::KillLeader,
+    &aimed::Aim::PauseLeader,
+    &aimed::Aim::KillInElection,
+    &aimed::Aim::IsolateNewLeader,
+    &aimed::KillMajorityKind,
+];
+
+/// The choices of `--nemesis thorough`, by name (a group name stands for its kinds).
+pub const THOROUGH: &[&str] = &[
+    "kill-leader",
+    "pause-leader",
+    "kill-in-election",
+    "isolate-new-leader",
+    "kill-majority",
+    "kill",
+    "pause",
+    "partition",
 ];
 
 /// What a fault kind needs from the network between members.
@@ -141,6 +168,25 @@ pub trait Fault: Send + Sync + std::fmt::Debug {
     /// Stops it (restart, resume, heal its links).
     fn stop(&self, cluster: &Cluster) -> anyhow::Result<()>;
 
+    /// Holds it until `until` (or until `stop` turns true). The default sleeps; aimed faults
+    /// ([`aimed`]) watch the cluster and strike again and again. `recorder` takes the events
+    /// of what the hold does.
+    fn hold<'a>(
+        &'a self,
+        _cluster: &'a Cluster,
+        _recorder: &'a Recorder,
+        until: std::time::Instant,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Held> {
+        Box::pin(async move {
+            let done = sleep_until(until, stop).await;
+            Held {
+                interrupted: !done,
+                rounds: 1,
+            }
+        })
+    }
+
     /// `{"fault": family, …fields}`: the schedule's and the history's description.
     fn describe(&self) -> Value {
         let mut v = self.fields();
@@ -150,6 +196,15 @@ pub trait Fault: Send + Sync + std::fmt::Debug {
         v["fault"] = json!(self.family());
         v
     }
+}
+
+/// What a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The run was stopped before the hold's end.
+    pub interrupted: bool,
+    /// How many times the fault struck (1 for a plain fault; aimed faults count rounds).
+    pub rounds: usize,
 }
 
 /// A fault as started.
@@ -205,6 +260,7 @@ pub fn nemesis_names() -> Vec<&'static str> {
         out.push(k.name());
     }
     out.push("all");
+    out.push("thorough");
     out
 }
 
@@ -226,6 +282,17 @@ pub fn parse_nemesis(list: &str) -> Result<Vec<Vec<Kind>>, String> {
     };
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if name == "none" {
+            continue;
+        }
+        if name == "thorough" {
+            for n in THOROUGH {
+                let g = group(n);
+                add(if g.is_empty() {
+                    vec![kind(n).expect("THOROUGH names registry kinds")]
+                } else {
+                    g
+                });
+            }
             continue;
         }
         if name == "all" {
@@ -262,7 +329,21 @@ pub struct NemesisList {
     pub choices: Vec<Vec<Kind>>,
 }
 
+/// The `--nemesis` name of a choice: its group's name, or its one kind's.
+pub fn choice_name(c: &[Kind]) -> &'static str {
+    match (c.len(), c.first()) {
+        (1, Some(k)) => k.name(),
+        (_, Some(k)) => k.group().unwrap_or(k.name()),
+        _ => "none",
+    }
+}
+
 impl NemesisList {
+    /// True if the list names the `thorough` profile (then [`plan_thorough`] plans it).
+    pub fn thorough(&self) -> bool {
+        self.text.split(',').any(|n| n.trim() == "thorough")
+    }
+
     /// Every kind any choice may pick.
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
         self.choices.iter().flatten().copied()
@@ -294,6 +375,8 @@ pub struct Planned {
     pub start: Duration,
     pub stop: Duration,
     pub fault: Arc<dyn Fault>,
+    /// The `--nemesis` choice it was drawn for ([`choice_name`]; not part of its JSON).
+    pub choice: &'static str,
 }
 
 impl Planned {
@@ -353,10 +436,65 @@ pub fn plan(
             start: t,
             stop: t + interval,
             fault,
+            choice: choice_name(choice),
         });
         t += interval + interval.mul_f64(rng.gen_range(0.5..1.5));
     }
     out
+}
+
+/// The dense schedule of the `thorough` profile: holds of 0.3–0.6 `interval`, rests of
+/// 0.05–0.2 `interval`, the first faults a seeded permutation of the choices (so every choice
+/// occurs if the run is long enough: ~3 s per fault at the default interval of 5 s), then
+/// choices drawn uniformly. A pure function of its arguments.
+pub fn plan_thorough(
+    choices: &[Vec<Kind>],
+    nodes: &[String],
+    time_limit: Duration,
+    interval: Duration,
+    seed: u64,
+) -> Vec<Planned> {
+    let mut out = Vec::new();
+    if choices.is_empty() || nodes.is_empty() || interval.is_zero() {
+        return out;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..choices.len()).collect();
+    order.shuffle(&mut rng);
+    let mut t = interval.mul_f64(rng.gen_range(0.05..0.2));
+    for i in 0.. {
+        let hold = interval.mul_f64(rng.gen_range(0.3..0.6));
+        if t + hold > time_limit {
+            break;
+        }
+        let choice = &choices[match order.get(i) {
+            Some(&c) => c,
+            None => rng.gen_range(0..choices.len()),
+        }];
+        let kind = choice[rng.gen_range(0..choice.len())];
+        let fault = kind.plan(nodes, &mut rng);
+        out.push(Planned {
+            timeline: 0,
+            start: t,
+            stop: t + hold,
+            fault,
+            choice: choice_name(choice),
+        });
+        t += hold + interval.mul_f64(rng.gen_range(0.05..0.2));
+    }
+    out
+}
+
+/// How often each `--nemesis` choice struck during a run (aimed faults count every round).
+pub type Coverage = std::collections::BTreeMap<&'static str, usize>;
+
+/// The choices of `list` that never struck according to `coverage`.
+pub fn missing(list: &NemesisList, coverage: &Coverage) -> Vec<&'static str> {
+    list.choices
+        .iter()
+        .map(|c| choice_name(c))
+        .filter(|n| coverage.get(n).copied().unwrap_or(0) == 0)
+        .collect()
 }
 
 /// The schedule with one independent timeline per choice (Jepsen's combined nemesis: a kill
@@ -396,7 +534,7 @@ pub async fn run(
     recorder: Arc<Recorder>,
     stop: watch::Receiver<bool>,
     activity: Arc<Activity>,
-) {
+) -> Coverage {
     let mut timelines: std::collections::BTreeMap<usize, Vec<Planned>> = Default::default();
     for p in schedule {
         timelines.entry(p.timeline).or_default().push(p);
@@ -414,9 +552,15 @@ pub async fn run(
             active.clone(),
         )));
     }
+    let mut coverage = Coverage::new();
     for t in tasks {
-        let _ = t.await;
+        if let Ok(c) = t.await {
+            for (k, n) in c {
+                *coverage.entry(k).or_default() += n;
+            }
+        }
     }
+    coverage
 }
 
 type ActiveFaults = Arc<std::sync::Mutex<std::collections::BTreeMap<usize, String>>>;
@@ -439,7 +583,8 @@ async fn run_timeline(
     mut stop: watch::Receiver<bool>,
     activity: Arc<Activity>,
     active: ActiveFaults,
-) {
+) -> Coverage {
+    let mut coverage = Coverage::new();
     let start = recorder.start();
     for p in schedule {
         if !sleep_until(start + p.start, &mut stop).await {
@@ -448,7 +593,14 @@ async fn run_timeline(
         let applied = p.fault.start(&cluster).await;
         recorder.nemesis(&format!("start-{}", p.fault.family()), applied.describe());
         show(&activity, &active, timeline, Some(applied.fault.label()));
-        let interrupted = !sleep_until(start + p.stop, &mut stop).await;
+        let held = applied
+            .fault
+            .hold(&cluster, &recorder, start + p.stop, &mut stop)
+            .await;
+        let interrupted = held.interrupted;
+        if applied.error.is_none() {
+            *coverage.entry(p.choice).or_default() += held.rounds;
+        }
         let undo = applied.fault.stop(&cluster);
         let mut stop_value = applied.describe();
         if let Err(e) = undo {
@@ -460,6 +612,7 @@ async fn run_timeline(
             break;
         }
     }
+    coverage
 }
 
 /// Sleeps until `at` or until `stop` turns true; false if stopped.
@@ -599,6 +752,77 @@ mod tests {
         });
         assert!(overlap, "{s:?}");
         assert!(s.windows(2).all(|w| w[0].start <= w[1].start));
+    }
+
+    fn thorough(seed: u64, n: usize, secs: u64) -> Vec<Planned> {
+        plan_thorough(
+            &parse_nemesis("thorough").unwrap(),
+            &nodes(n),
+            Duration::from_secs(secs),
+            Duration::from_secs(5),
+            seed,
+        )
+    }
+
+    #[test]
+    fn thorough_reaches_every_choice_in_a_default_length_run_for_every_seed() {
+        let list: NemesisList = "thorough".parse().unwrap();
+        assert!(list.thorough());
+        assert_eq!(list.choices.len(), THOROUGH.len());
+        for seed in 1..=50 {
+            let s = thorough(seed, 5, 30);
+            let got: std::collections::BTreeSet<&str> = s.iter().map(|p| p.choice).collect();
+            let want: std::collections::BTreeSet<&str> = THOROUGH.iter().copied().collect();
+            assert_eq!(got, want, "seed {seed}: {s:?}");
+            let mut prev = Duration::ZERO;
+            for p in &s {
+                assert!(p.start >= prev && p.stop > p.start && p.stop <= Duration::from_secs(30));
+                prev = p.stop;
+            }
+        }
+    }
+
+    #[test]
+    fn thorough_schedules_differ_by_seed_in_kinds_order_and_times() {
+        let order = |s: &[Planned]| s.iter().map(|p| p.choice).collect::<Vec<_>>();
+        let (a, b) = (thorough(1, 5, 30), thorough(2, 5, 30));
+        assert_eq!(a, thorough(1, 5, 30));
+        assert_ne!(order(&a), order(&b));
+        assert_ne!(a[0].start, b[0].start);
+        let firsts: std::collections::BTreeSet<&str> =
+            (1..=20).map(|s| thorough(s, 5, 30)[0].choice).collect();
+        assert!(firsts.len() >= 4, "first faults of 20 seeds: {firsts:?}");
+    }
+
+    #[test]
+    fn kill_majority_kills_a_majority_and_aimed_kinds_are_not_in_all() {
+        let k = kind("kill-majority").unwrap();
+        for seed in 0..20 {
+            let f = k.plan(&nodes(5), &mut StdRng::seed_from_u64(seed));
+            assert_eq!(f.describe()["nodes"].as_array().unwrap().len(), 3);
+            let f = k.plan(&nodes(3), &mut StdRng::seed_from_u64(seed));
+            assert_eq!(f.describe()["nodes"].as_array().unwrap().len(), 2);
+        }
+        for name in [
+            "kill-leader",
+            "pause-leader",
+            "kill-in-election",
+            "isolate-new-leader",
+        ] {
+            assert!(!kind(name).unwrap().in_all(), "{name}");
+        }
+        assert_eq!(parse_nemesis("all").unwrap().len(), 3);
+        assert!(kind("isolate-new-leader").unwrap().needs().link_cuts);
+    }
+
+    #[test]
+    fn missing_names_the_choices_that_never_struck() {
+        let list: NemesisList = "kill-leader,partition".parse().unwrap();
+        let mut c = Coverage::new();
+        c.insert("kill-leader", 7);
+        assert_eq!(missing(&list, &c), vec!["partition"]);
+        c.insert("partition", 1);
+        assert!(missing(&list, &c).is_empty());
     }
 
     #[test]

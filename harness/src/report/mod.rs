@@ -201,6 +201,18 @@ impl RunInfo {
                 ));
             }
         }
+        let findings = r
+            .pointer("/cluster_check/findings")
+            .and_then(Value::as_array);
+        for f in findings.into_iter().flatten() {
+            let field = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default();
+            info.problems.push(format!(
+                "cluster check: member {} {}: {}",
+                field("member"),
+                field("kind"),
+                field("detail")
+            ));
+        }
         info
     }
 

@@ -525,6 +525,7 @@ pub fn parse_status(status: &Value, members: &Value) -> anyhow::Result<MemberSta
         role: Some(role.into()),
         term,
         leader: leader_name,
+        ..MemberStatus::default()
     })
 }
 

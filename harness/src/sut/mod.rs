@@ -86,6 +86,12 @@ pub struct MemberStatus {
     pub term: Option<u64>,
     /// The id (`n3`) of the member it believes leads, if any.
     pub leader: Option<String>,
+    /// Its commit index, if the target reports one (the node's `commit`).
+    pub commit: Option<u64>,
+    /// The index its state machine has applied (the node's `applied_index`).
+    pub applied_index: Option<u64>,
+    /// A digest of its state machine at `applied_index` (the node's `sm_digest`).
+    pub sm_digest: Option<String>,
 }
 
 /// An implementation under test. See the module docs.
