@@ -27,9 +27,14 @@
 //! - [`pause`]: SIGSTOP / SIGCONT members.
 //! - [`delay`]: slow, reordering peer links (not part of `all`).
 //! - [`partition`]: the five partition kinds as sets of cut directed links.
+//! - [`msg`]: the message faults of `--net message` (`msg-loss`, `msg-dup`, `msg-reorder`,
+//!   `msg-replay`, `msg-trim`; the group `msg`), not part of `all`.
+//! - [`msg_aimed`]: `msg-figure8`, an aimed message nemesis for Raft's Figure 8.
 
 pub mod delay;
 pub mod kill;
+pub mod msg;
+pub mod msg_aimed;
 pub mod partition;
 pub mod pause;
 
@@ -56,6 +61,12 @@ pub const REGISTRY: &[Kind] = &[
     &PartitionKind::IsolateLeader,
     &PartitionKind::MajoritiesRing,
     &PartitionKind::Bridge,
+    &msg::MsgFaultKind::Loss,
+    &msg::MsgFaultKind::Dup,
+    &msg::MsgFaultKind::Reorder,
+    &msg::MsgFaultKind::Replay,
+    &msg::MsgFaultKind::Trim,
+    &msg_aimed::Figure8Kind,
 ];
 
 /// What a fault kind needs from the network between members.
@@ -67,12 +78,14 @@ pub struct Needs {
     pub link_delay: bool,
     /// Dropping on peer links ([`crate::net::LinkFaults::loss`]).
     pub link_loss: bool,
+    /// Seeing and altering single peer messages ([`crate::net::LinkControl::messages`]).
+    pub messages: bool,
 }
 
 impl Needs {
     /// True if it needs anything of the peer links.
     pub fn peer_links(self) -> bool {
-        self.link_cuts || self.link_delay || self.link_loss
+        self.link_cuts || self.link_delay || self.link_loss || self.messages
     }
 
     /// True if everything `self` needs is in `offered`.
@@ -80,6 +93,7 @@ impl Needs {
         (!self.link_cuts || offered.link_cuts)
             && (!self.link_delay || offered.link_delay)
             && (!self.link_loss || offered.link_loss)
+            && (!self.messages || offered.messages)
     }
 }
 

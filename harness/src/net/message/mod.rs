@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod network;
 pub mod relay;
 pub mod wire;
