@@ -29,7 +29,9 @@
 //! - [`partition`]: the five partition kinds as sets of cut directed links.
 //! - [`msg`]: the message faults of `--net message` (`msg-loss`, `msg-dup`, `msg-reorder`,
 //!   `msg-replay`, `msg-trim`; the group `msg`), not part of `all`.
-//! - [`msg_aimed`]: `msg-figure8`, an aimed message nemesis for Raft's Figure 8.
+//! - [`msg_aimed`]: aimed message nemeses: `msg-figure8` (Raft's Figure 8, for
+//!   `commit-old-term`) and `msg-stale-vote` (a stale candidate's election, for
+//!   `vote-any-log`).
 
 pub mod delay;
 pub mod kill;
@@ -67,6 +69,7 @@ pub const REGISTRY: &[Kind] = &[
     &msg::MsgFaultKind::Replay,
     &msg::MsgFaultKind::Trim,
     &msg_aimed::Figure8Kind,
+    &msg_aimed::StaleVoteKind,
 ];
 
 /// What a fault kind needs from the network between members.

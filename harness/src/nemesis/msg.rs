@@ -102,6 +102,7 @@ impl FaultKind for MsgFaultKind {
                     p: round(rng.gen_range(0.3..1.0)),
                     mode,
                     links: mf::LinkSel::All,
+                    hold_commit: false,
                 }
             }
         };
@@ -196,10 +197,16 @@ pub fn fault_fields(f: &mf::Fault) -> Value {
         } => {
             json!({"p": p, "depth": depth, "kinds": kinds.to_string()})
         }
-        mf::Fault::Trim { p, mode, .. } => json!({"p": p, "mode": match mode {
+        mf::Fault::Trim {
+            p,
+            mode,
+            hold_commit,
+            ..
+        } => json!({"p": p, "hold_commit": hold_commit, "mode": match mode {
             TrimMode::DropOwnTerm => "own-term".to_string(),
             TrimMode::KeepAtMost(n) => format!("keep:{n}"),
             TrimMode::RandomPrefix => "random".to_string(),
+            TrimMode::KeepAll => "all".to_string(),
         }}),
         mf::Fault::Delay { delay, jitter, .. } => {
             json!({"delay_ms": ms(delay), "jitter_ms": ms(jitter)})

@@ -1,4 +1,4 @@
-//! `msg-figure8`: an **aimed** message nemesis for Raft's Figure 8 (a leader committing an
+//! Aimed message nemeses. `msg-figure8`: an **aimed** message nemesis for Raft's Figure 8 (a leader committing an
 //! entry of an older term by counting replicas, `commit-old-term`). Random message faults
 //! almost never produce the interleaving, so this one watches the terms and leaders the relay
 //! sees on the wire ([`crate::net::message::faults::WireView`]) and steers:
@@ -9,9 +9,11 @@
 //!    `F`; `R` elects a leader `M` whose entries stay on `M`.
 //! 2. **re-elect**: `M` is cut off from everyone, the rest healed, and every append `L` sends
 //!    is trimmed to the entries of older terms than its own (`msg-trim mode=own-term`: what a
-//!    leader under a size limit could legally send). Once `L` leads again, its old-term entries
-//!    reach a majority without its new term's no-op. A correct leader commits nothing; one
-//!    with `commit-old-term` commits them and acknowledges the writes.
+//!    leader under a size limit could legally send), and once a follower got a trimmed append,
+//!    later appends telling it a higher commit index are dropped (`hold-commit`: as if `L`
+//!    crashed right after committing). Once `L` leads again, its old-term entries reach a
+//!    majority without its new term's no-op. A correct leader commits nothing; one with
+//!    `commit-old-term` commits them and acknowledges the writes, and no follower learns it.
 //! 3. **overwrite**: `L` and `F` are cut off, `M` healed: `M`'s log ends in a later term than
 //!    the old entries, so the majority elects it and it overwrites them.
 //!
@@ -177,7 +179,12 @@ impl Figure8 {
         // 2. re-elect
         let only_m: BTreeSet<String> = [m.clone()].into();
         r.clear_fault(mf::FaultName::Loss);
-        r.set_fault(mf::Fault::trim(TrimMode::DropOwnTerm).on(LinkSel::From([l.clone()].into())))?;
+        r.set_fault(mf::Fault::Trim {
+            p: 1.0,
+            mode: TrimMode::DropOwnTerm,
+            links: LinkSel::From([l.clone()].into()),
+            hold_commit: true,
+        })?;
         cluster.net.set_cuts(&between(&only_m, &all))?;
         self.step(r, json!({"phase": "re-elect", "isolated": m}));
         let Some((l2, t3)) = leader_in(r, &[l.clone()].into(), t2).await else {
@@ -249,6 +256,203 @@ impl Fault for Figure8 {
                         Ok(note) => {
                             if note.is_some() {
                                 // Ended early: heal now rather than hold a half-done fault.
+                                let _ = applied.undo(cluster, &r);
+                            }
+                            (None, note)
+                        }
+                        Err(e) => {
+                            let _ = applied.undo(cluster, &r);
+                            (Some(format!("{e:#}")), None)
+                        }
+                    }
+                }
+            };
+            Started {
+                fault: Arc::new(applied),
+                error,
+                note,
+            }
+        })
+    }
+    fn stop(&self, cluster: &Cluster) -> anyhow::Result<()> {
+        let r = relay(cluster)?;
+        let res = self.undo(cluster, &r);
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end(&r);
+        res
+    }
+}
+
+/// The `msg-stale-vote` fault kind: an aimed nemesis for `vote-any-log` (a voter granting
+/// its vote to a candidate whose log is behind its own).
+///
+/// 1. **lag**: with leader `L`, one follower `B` (drawn from the seed) gets `L`'s messages
+///    `lag_ms` late (`msg-delay` on `L → B`), and every other follower `A` never learns a
+///    commit index above the one it knew when the fault started (`msg-trim mode=all
+///    hold-commit=true` on `L → A`). `L` keeps committing and acknowledging writes that `B`
+///    does not have yet and `A` does not know are committed.
+/// 2. **stale election**: `L` is cut off both ways; vote requests from every `A` are dropped,
+///    so only `B` can campaign. A correct `A` refuses `B` (its log is behind) and the cluster
+///    waits; with `vote-any-log` `B` wins and overwrites what `L` acknowledged.
+///
+/// Seeded (the choice of `B`, the lag and hold times) and replayable as far as elections
+/// are. The stop event carries `steps` and `counts`. Needs `--net message`; not in `all`.
+pub struct StaleVoteKind;
+
+impl FaultKind for StaleVoteKind {
+    fn name(&self) -> &'static str {
+        "msg-stale-vote"
+    }
+    fn in_all(&self) -> bool {
+        false
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            link_cuts: true,
+            messages: true,
+            ..Needs::default()
+        }
+    }
+    fn plan(&self, _nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault> {
+        Arc::new(StaleVote {
+            pick_seed: rng.gen(),
+            lag_ms: rng.gen_range(300..=600),
+            lag_hold_ms: rng.gen_range(800..=1500),
+            elected_ms: rng.gen_range(1000..=2000),
+            steps: Mutex::new(Vec::new()),
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+}
+
+/// One planned `msg-stale-vote` attempt. See [`StaleVoteKind`].
+#[derive(Debug)]
+pub struct StaleVote {
+    pub pick_seed: u64,
+    /// How late `B` gets `L`'s messages.
+    pub lag_ms: u64,
+    /// How long `L` leads with a lagging `B` and commit-blind `A`s.
+    pub lag_hold_ms: u64,
+    /// How long `B` leads once elected.
+    pub elected_ms: u64,
+    steps: Mutex<Vec<Value>>,
+    counts: Mutex<Counts>,
+}
+
+impl Clone for StaleVote {
+    fn clone(&self) -> StaleVote {
+        StaleVote {
+            pick_seed: self.pick_seed,
+            lag_ms: self.lag_ms,
+            lag_hold_ms: self.lag_hold_ms,
+            elected_ms: self.elected_ms,
+            steps: Mutex::new(Vec::new()),
+            counts: Mutex::new(Counts::default()),
+        }
+    }
+}
+
+impl StaleVote {
+    fn step(&self, r: &RelayControl, what: Value) {
+        let mut v = what;
+        v["at_ms"] = json!(r.now().as_millis() as u64);
+        self.steps.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+    }
+
+    async fn run(&self, cluster: &Cluster, r: &RelayControl) -> anyhow::Result<Option<String>> {
+        let ids: BTreeSet<String> = cluster.ids().into_iter().collect();
+        anyhow::ensure!(ids.len() >= 3, "msg-stale-vote needs at least 3 members");
+        let Some((l, t1)) = leader_in(r, &ids, 0).await else {
+            return Ok(Some("no leader on the wire: nothing done".into()));
+        };
+        let others: Vec<String> = ids.iter().filter(|x| **x != l).cloned().collect();
+        let b = others[StdRng::seed_from_u64(self.pick_seed).gen_range(0..others.len())].clone();
+        let a: BTreeSet<String> = others.iter().filter(|x| **x != b).cloned().collect();
+        let to_a: BTreeSet<Link> = a.iter().map(|x| (l.clone(), x.clone())).collect();
+
+        // 1. lag
+        r.set_fault(
+            mf::Fault::delay(Duration::from_millis(self.lag_ms), Duration::ZERO)
+                .on(LinkSel::Links([(l.clone(), b.clone())].into())),
+        )?;
+        r.set_fault(mf::Fault::Trim {
+            p: 1.0,
+            mode: TrimMode::KeepAll,
+            links: LinkSel::Links(to_a),
+            hold_commit: true,
+        })?;
+        self.step(
+            r,
+            json!({"phase": "lag", "leader": l, "term": t1, "lagging": b, "commit_blind": a}),
+        );
+        tokio::time::sleep(Duration::from_millis(self.lag_hold_ms)).await;
+
+        // 2. stale election
+        cluster.net.set_cuts(&between(&[l.clone()].into(), &ids))?;
+        r.set_fault(
+            mf::Fault::loss(1.0)
+                .kinds(KindFilter::only(&[MsgKind::Vote]))
+                .on(LinkSel::From(a.clone())),
+        )?;
+        self.step(r, json!({"phase": "stale-election", "isolated": l}));
+        let Some((b2, t2)) = leader_in(r, &[b.clone()].into(), t1).await else {
+            return Ok(Some(format!("stale-election: {b} was not elected in time")));
+        };
+        self.step(
+            r,
+            json!({"phase": "stale-leader", "leader": b2, "term": t2}),
+        );
+        tokio::time::sleep(Duration::from_millis(self.elected_ms)).await;
+        Ok(None)
+    }
+
+    fn undo(&self, cluster: &Cluster, r: &RelayControl) -> anyhow::Result<()> {
+        r.clear_fault(mf::FaultName::Delay);
+        r.clear_fault(mf::FaultName::Trim);
+        r.clear_fault(mf::FaultName::Loss);
+        cluster.net.set_cuts(&BTreeSet::new())
+    }
+}
+
+impl Fault for StaleVote {
+    fn family(&self) -> &'static str {
+        "msg-stale-vote"
+    }
+    fn fields(&self) -> Value {
+        let mut v = json!({
+            "pick_seed": self.pick_seed,
+            "lag_ms": self.lag_ms,
+            "lag_hold_ms": self.lag_hold_ms,
+            "elected_ms": self.elected_ms,
+        });
+        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !steps.is_empty() {
+            v["steps"] = json!(steps);
+        }
+        if let Some(c) = self.counts.lock().unwrap_or_else(|p| p.into_inner()).json() {
+            v["counts"] = c;
+        }
+        v
+    }
+    fn label(&self) -> String {
+        "msg-stale-vote (aimed)".into()
+    }
+    fn start<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Started> {
+        Box::pin(async move {
+            let applied = self.clone();
+            let (error, note) = match relay(cluster) {
+                Err(e) => (Some(format!("{e:#}")), None),
+                Ok(r) => {
+                    applied
+                        .counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .begin(&r);
+                    match applied.run(cluster, &r).await {
+                        Ok(note) => {
+                            if note.is_some() {
                                 let _ = applied.undo(cluster, &r);
                             }
                             (None, note)

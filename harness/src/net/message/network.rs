@@ -174,7 +174,7 @@ impl Network for MessageNet {
 pub fn render_counters(c: &super::faults::Counters) -> String {
     format!(
         "messages            {} seen, {} delivered; cut {}, lost {}, duplicated {}, reordered {}, \
-         replayed {}, delayed {}, trimmed {} ({} entries), unparsed {}, refused {}, \
+         replayed {}, delayed {}, trimmed {} ({} entries, {} held commits), unparsed {}, refused {}, \
          queue full {}, undelivered {}",
         c.seen,
         c.delivered,
@@ -186,6 +186,7 @@ pub fn render_counters(c: &super::faults::Counters) -> String {
         c.delayed,
         c.trimmed,
         c.entries_trimmed,
+        c.held_commits,
         c.unparsed,
         c.refused,
         c.queue_full,
