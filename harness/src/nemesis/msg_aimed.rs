@@ -119,7 +119,17 @@ async fn leader_in(
     among: &BTreeSet<String>,
     above: u64,
 ) -> Option<(String, u64)> {
-    let end = tokio::time::Instant::now() + ELECTION_DEADLINE;
+    leader_within(r, among, above, ELECTION_DEADLINE).await
+}
+
+/// [`leader_in`] with its own deadline.
+async fn leader_within(
+    r: &RelayControl,
+    among: &BTreeSet<String>,
+    above: u64,
+    deadline: Duration,
+) -> Option<(String, u64)> {
+    let end = tokio::time::Instant::now() + deadline;
     loop {
         let v = r.view();
         if let Some(l) = v.current_leader() {
@@ -397,7 +407,9 @@ impl StaleVote {
                 .on(LinkSel::From(a.clone())),
         )?;
         self.step(r, json!({"phase": "stale-election", "isolated": l}));
-        let Some((b2, t2)) = leader_in(r, &[b.clone()].into(), t1).await else {
+        // The voters first wait out their leader (two election rounds): a longer deadline.
+        let Some((b2, t2)) = leader_within(r, &[b.clone()].into(), t1, 2 * ELECTION_DEADLINE).await
+        else {
             return Ok(Some(format!("stale-election: {b} was not elected in time")));
         };
         self.step(
