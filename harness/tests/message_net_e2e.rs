@@ -121,3 +121,47 @@ fn message_faults_are_refused_on_the_proxy_network() {
         "{err}"
     );
 }
+
+#[test]
+fn commit_old_term_is_caught_by_the_aimed_figure8_nemesis() {
+    let (code, stdout, run, events, _dir) = run_test(&[
+        "--net",
+        "message",
+        "--nodes",
+        "3",
+        "--time-limit",
+        "20",
+        "--op-timeout",
+        "10",
+        "--recovery-time",
+        "3",
+        "--workload",
+        "append",
+        "--nemesis",
+        "msg-figure8",
+        "--nemesis-interval",
+        "6",
+        "--seed",
+        "5",
+        "--name",
+        "msg-figure8",
+        "--node-arg=--bug",
+        "--node-arg=commit-old-term",
+    ]);
+    assert_eq!(code, 1, "not caught (exit {code}):\n{stdout}");
+    let res = read_json(&run.join("results.json"));
+    assert_eq!(res["valid"], Value::Bool(false));
+    // The nemesis went through its phases and held commits back.
+    let stop = nemesis_events(&events, "stop-msg-figure8")[0];
+    let phases: Vec<&str> = stop["value"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert!(phases.contains(&"overwriting-leader"), "{stop}");
+    assert!(
+        stop["value"]["counts"]["held_commits"].as_u64().unwrap() > 0,
+        "{stop}"
+    );
+}
