@@ -78,8 +78,9 @@ pub struct PlanArgs {
     /// Extra argument for every member (repeatable), e.g. `--node-arg=--bug --node-arg=stale-read`.
     #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub node_args: Vec<String>,
-    /// Network between members: proxy (a TCP proxy per directed link) or netns (root: a
-    /// network namespace per member, nftables rules; needed to partition etcd).
+    /// Network between members: proxy (a TCP proxy per directed link), netns (root: a
+    /// network namespace per member, nftables rules; needed to partition etcd) or message
+    /// (an HTTP relay that sees every Raft message; needed by the msg-* nemeses).
     #[arg(long, value_enum, default_value = "proxy")]
     pub net: NetKind,
     /// Client request timeout in seconds (a write that times out is `info`).
@@ -321,6 +322,13 @@ impl TestPlan {
             if let Some(why) = crate::storage::unavailable() {
                 return Err(format!("{flag} needs a fault filesystem: {why}"));
             }
+        }
+        if self.net == NetKind::Message && self.target != crate::sut::TargetKind::Splitbrain {
+            return Err(format!(
+                "--net message needs --target splitbrain: the relay parses the node's Raft \
+                 messages, and {} speaks another protocol (use --net proxy or netns)",
+                self.target.name()
+            ));
         }
         for kind in self.nemesis.kinds() {
             let needs = kind.needs();

@@ -277,6 +277,14 @@ async fn run_async(
         attempt += 1;
         let net: Arc<dyn Network> = match prebuilt_net.take() {
             Some(net) => net,
+            None if opts.net == NetKind::Message => Arc::new(
+                crate::net::message::network::MessageNet::start(
+                    &ids,
+                    target.shares_client_and_peer_port(),
+                    opts.seeds().of(Stream::MessageNetwork),
+                )
+                .await?,
+            ),
             None => Arc::new(
                 ProxyNet::start(
                     &ids,
@@ -474,7 +482,13 @@ async fn run_async(
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     progress.phase(Phase::Report, "");
-    store::write_json(&run_dir, "results.json", &results_json(&outcome))?;
+    let mut results = results_json(&outcome);
+    // `--net message`: what the relay saw and did over the whole run.
+    let message_counts = cluster.net.messages().map(|r| r.counters());
+    if let Some(c) = &message_counts {
+        results["messages"] = serde_json::json!(c);
+    }
+    store::write_json(&run_dir, "results.json", &results)?;
 
     // report.html (+ latency.svg, rate.svg). A report that cannot be drawn must not cost the
     // verdict, which is already on disk: warn and go on.
@@ -485,6 +499,9 @@ async fn run_async(
     progress.finish();
     if opts.interactive {
         say(render_outcome(&outcome).trim_end());
+        if let Some(c) = &message_counts {
+            say(&crate::net::message::network::render_counters(c));
+        }
     }
     Ok(outcome)
 }

@@ -25,6 +25,9 @@ pub enum Stream {
     ClusterToken,
     /// The proxy network (its links derive theirs from it, see [`proxy_link`]).
     ProxyNetwork,
+    /// The message network's relay (its links derive theirs, see the harness's
+    /// `net::message::faults::link_seed`).
+    MessageNetwork,
 }
 
 impl Stream {
@@ -37,6 +40,7 @@ impl Stream {
             Stream::DuplicateNetwork(w) => 1_000_000 + w as u64,
             Stream::ClusterToken => u64::MAX - 1,
             Stream::ProxyNetwork => u64::MAX,
+            Stream::MessageNetwork => u64::MAX - 2,
         }
     }
 }
@@ -128,6 +132,7 @@ mod tests {
             s.of(Stream::DuplicateNetwork(0)),
             s.of(Stream::ClusterToken),
             s.of(Stream::ProxyNetwork),
+            s.of(Stream::MessageNetwork),
         ];
         let set: std::collections::BTreeSet<u64> = all.iter().copied().collect();
         assert_eq!(set.len(), all.len());

@@ -39,11 +39,18 @@
 //! - [`power_loss`]: `power-loss`, `torn-power-loss`: SIGKILL members and forget what they did
 //!   not fsync (fault filesystems, `crate::storage`); restart them on what survived.
 //! - [`corrupt`]: while a member is down, flip a bit in or truncate one of its data files.
+//! - [`msg`]: the message faults of `--net message` (`msg-loss`, `msg-dup`, `msg-reorder`,
+//!   `msg-replay`, `msg-trim`; the group `msg`), not part of `all`.
+//! - [`msg_aimed`]: aimed message nemeses: `msg-figure8` (Raft's Figure 8, for
+//!   `commit-old-term`) and `msg-stale-vote` (a stale candidate's election, for
+//!   `vote-any-log`).
 
 pub mod aimed;
 pub mod corrupt;
 pub mod delay;
 pub mod kill;
+pub mod msg;
+pub mod msg_aimed;
 pub mod partition;
 pub mod pause;
 pub mod power_loss;
@@ -79,6 +86,13 @@ pub const REGISTRY: &[Kind] = &[
     &aimed::Aim::KillInElection,
     &aimed::Aim::IsolateNewLeader,
     &aimed::KillMajorityKind,
+    &msg::MsgFaultKind::Loss,
+    &msg::MsgFaultKind::Dup,
+    &msg::MsgFaultKind::Reorder,
+    &msg::MsgFaultKind::Replay,
+    &msg::MsgFaultKind::Trim,
+    &msg_aimed::Figure8Kind,
+    &msg_aimed::StaleVoteKind,
 ];
 
 /// The choices of `--nemesis thorough`, by name (a group name stands for its kinds).
@@ -102,12 +116,14 @@ pub struct Needs {
     pub link_delay: bool,
     /// Dropping on peer links ([`crate::net::LinkFaults::loss`]).
     pub link_loss: bool,
+    /// Seeing and altering single peer messages ([`crate::net::LinkControl::messages`]).
+    pub messages: bool,
 }
 
 impl Needs {
     /// True if it needs anything of the peer links.
     pub fn peer_links(self) -> bool {
-        self.link_cuts || self.link_delay || self.link_loss
+        self.link_cuts || self.link_delay || self.link_loss || self.messages
     }
 
     /// True if everything `self` needs is in `offered`.
@@ -115,6 +131,7 @@ impl Needs {
         (!self.link_cuts || offered.link_cuts)
             && (!self.link_delay || offered.link_delay)
             && (!self.link_loss || offered.link_loss)
+            && (!self.messages || offered.messages)
     }
 }
 

@@ -11,6 +11,9 @@
 //!   per-link proxy, the link `a → b` is the proxy `a` dials to reach `b`: cutting it closes the
 //!   connections `a` opened to `b` and refuses new ones, so `a`'s requests to `b` (and their
 //!   answers) are lost while `b`'s requests to `a` still flow — an asymmetric cut.
+//! - [`message`] (no root): an HTTP relay per directed link that sees every Raft message
+//!   ([`message::network::MessageNet`]); partitions are message filters, and the message
+//!   faults reach it through [`LinkControl::messages`].
 //! - [`netns`] (root): a namespace per member and nftables drop rules; the runner runs its
 //!   clients inside the clients' namespace ([`netns::run_in_clients`]).
 
@@ -63,6 +66,11 @@ pub trait LinkControl: Send + Sync {
     fn heal(&self) -> anyhow::Result<()> {
         self.set_cuts(&BTreeSet::new())
     }
+    /// Control of every peer message (`--net message`'s relay), for the message faults;
+    /// `None` on networks that only see connections or packets.
+    fn messages(&self) -> Option<message::relay::RelayControl> {
+        None
+    }
 }
 
 /// A network between members: their addresses, and control of their links. See the module
@@ -87,6 +95,9 @@ pub enum NetKind {
     Proxy,
     /// A network namespace per member, nftables rules (root).
     Netns,
+    /// An HTTP relay on every directed peer link that sees every Raft message (no root):
+    /// partitions as message filters, and the message faults (`msg-loss`, …).
+    Message,
 }
 
 impl NetKind {
@@ -95,6 +106,7 @@ impl NetKind {
         match self {
             NetKind::Proxy => "proxy",
             NetKind::Netns => "netns",
+            NetKind::Message => "message",
         }
     }
 
@@ -105,12 +117,20 @@ impl NetKind {
                 link_cuts: true,
                 link_delay: true,
                 link_loss: true,
+                messages: false,
+            },
+            NetKind::Message => Needs {
+                link_cuts: true,
+                link_delay: true,
+                link_loss: true,
+                messages: true,
             },
             // No tc netem in this kernel: no delays.
             NetKind::Netns => Needs {
                 link_cuts: true,
                 link_delay: false,
                 link_loss: true,
+                messages: false,
             },
         }
     }
@@ -124,13 +144,15 @@ impl NetKind {
     /// whose peer links cannot be proxied escapes it; see
     /// `crate::sut::TargetKind::peer_links_proxyable`).
     pub fn works_through_peer_addresses(self) -> bool {
-        matches!(self, NetKind::Proxy)
+        matches!(self, NetKind::Proxy | NetKind::Message)
     }
 
     /// Why a fault needing `needs` cannot run here (for the error).
     pub fn missing(self, needs: Needs) -> &'static str {
         let offered = self.offers();
-        if needs.link_delay && !offered.link_delay {
+        if needs.messages && !offered.messages {
+            "cannot see single peer messages (use --net message)"
+        } else if needs.link_delay && !offered.link_delay {
             "cannot delay packets (tc netem is missing from this kernel)"
         } else if needs.link_loss && !offered.link_loss {
             "cannot drop packets"

@@ -58,6 +58,10 @@ pub trait WireMessage: Clone {
     fn trimmable(&self) -> bool {
         false
     }
+    /// The commit index it tells its receiver (an append's `commit`), for `hold_commit`.
+    fn commit(&self) -> Option<u64> {
+        None
+    }
     /// Shortens it per `mode` (drawing from `rng` if the mode is random), as its sender could
     /// legally have sent it; returns how many entries were cut (0: left alone).
     fn trim(&mut self, mode: TrimMode, rng: &mut StdRng) -> usize {
@@ -110,6 +114,13 @@ impl WireMessage for Message {
         matches!(&self.body, MessageBody::Append { entries, .. } if !entries.is_empty())
     }
 
+    fn commit(&self) -> Option<u64> {
+        match &self.body {
+            MessageBody::Append { commit, .. } => Some(*commit),
+            _ => None,
+        }
+    }
+
     fn trim(&mut self, mode: TrimMode, rng: &mut StdRng) -> usize {
         let term = self.term;
         let MessageBody::Append {
@@ -128,6 +139,7 @@ impl WireMessage for Message {
             TrimMode::DropOwnTerm => entries.iter().take_while(|e| e.term < term).count(),
             TrimMode::KeepAtMost(n) => n.min(entries.len()),
             TrimMode::RandomPrefix => rng.gen_range(0..entries.len()),
+            TrimMode::KeepAll => entries.len(),
         };
         let cut = entries.len() - keep;
         entries.truncate(keep);
@@ -254,6 +266,8 @@ pub enum TrimMode {
     KeepAtMost(usize),
     /// Keep a uniformly drawn prefix `0..len` (at least one entry is cut).
     RandomPrefix,
+    /// Keep every entry (with `hold_commit`: only hold the commit index back).
+    KeepAll,
 }
 
 /// One message fault with its parameters.
@@ -286,11 +300,17 @@ pub enum Fault {
         kinds: KindFilter,
         links: LinkSel,
     },
-    /// `msg-trim`: shorten an append with entries, with probability `p`.
+    /// `msg-trim`: shorten an append with entries, with probability `p`. With `hold_commit`,
+    /// the first append on a link after the fault starts sets the link's ceiling (the commit
+    /// index it tells, after trimming); later appends on it that tell a higher commit index
+    /// are dropped (counted as `held_commits`): the receiver never learns what its sender
+    /// committed afterwards — as if the sender had crashed right after committing (Figure 8's
+    /// step (c)→(d)). Only drops and legal trims.
     Trim {
         p: f64,
         mode: TrimMode,
         links: LinkSel,
+        hold_commit: bool,
     },
     /// `msg-delay`: every message of `kinds` waits `delay` plus a uniform `0..=jitter`
     /// (what the proxy network's `LinkFaults { delay, jitter }` does to chunks).
@@ -426,6 +446,7 @@ impl Fault {
             p: 1.0,
             mode,
             links: LinkSel::All,
+            hold_commit: false,
         }
     }
 
@@ -503,7 +524,7 @@ impl Fault {
 
     /// Parses `NAME key=value …` (space separated), e.g. `msg-loss p=0.2 kinds=append,vote`,
     /// `msg-reorder p=0.5 delay-ms=40`, `msg-replay p=0.1 depth=16 kinds=append`,
-    /// `msg-trim mode=own-term|keep:N|random p=1`, `msg-delay delay-ms=20 jitter-ms=10`, with `from=n1,n2` or `links=n1>n2,n2>n3`
+    /// `msg-trim mode=own-term|keep:N|random p=1 hold-commit=false`, `msg-delay delay-ms=20 jitter-ms=10`, with `from=n1,n2` or `links=n1>n2,n2>n3`
     /// restricting the links. Unset keys take the defaults of [`Fault::loss`] and friends.
     pub fn parse(s: &str) -> Result<Fault, FaultError> {
         let mut words = s.split_whitespace();
@@ -567,13 +588,17 @@ impl Fault {
                 ("depth", Fault::Replay { depth, .. }) => {
                     *depth = v.parse().map_err(|_| bad("depth", "a count"))?
                 }
+                ("hold-commit", Fault::Trim { hold_commit, .. }) => {
+                    *hold_commit = v.parse().map_err(|_| bad("hold-commit", "true or false"))?
+                }
                 ("mode", Fault::Trim { mode, .. }) => {
                     *mode = match v {
                         "own-term" => TrimMode::DropOwnTerm,
                         "random" => TrimMode::RandomPrefix,
+                        "all" => TrimMode::KeepAll,
                         _ => match v.strip_prefix("keep:").map(str::parse) {
                             Some(Ok(n)) => TrimMode::KeepAtMost(n),
-                            _ => return Err(bad("mode", "own-term, random or keep:N")),
+                            _ => return Err(bad("mode", "own-term, random, all or keep:N")),
                         },
                     }
                 }
@@ -652,6 +677,8 @@ pub struct Counters {
     /// Appends shortened by `msg-trim`, and the entries cut from them.
     pub trimmed: u64,
     pub entries_trimmed: u64,
+    /// Appends dropped by `msg-trim hold-commit=true` (they told a higher commit index).
+    pub held_commits: u64,
     /// Peer bodies the relay could not parse and passed through untouched.
     pub unparsed: u64,
     /// Peer requests the relay refused as the node would (413 too large, 401 bad token).
@@ -786,6 +813,8 @@ pub struct FaultEngine<M = Message> {
     active: BTreeMap<FaultName, Fault>,
     cuts: BTreeSet<Link>,
     links: HashMap<Link, LinkState<M>>,
+    /// `msg-trim hold-commit`: per link, the commit index its first trimmed append told.
+    commit_ceilings: HashMap<Link, u64>,
     counters: Counters,
     view: WireView,
 }
@@ -798,6 +827,7 @@ impl<M: WireMessage> FaultEngine<M> {
             active: BTreeMap::new(),
             cuts: BTreeSet::new(),
             links: HashMap::new(),
+            commit_ceilings: HashMap::new(),
             counters: Counters::default(),
             view: WireView::default(),
         }
@@ -810,12 +840,18 @@ impl<M: WireMessage> FaultEngine<M> {
     /// Activates `fault`, replacing an active fault of the same name.
     pub fn set(&mut self, fault: Fault) -> Result<(), FaultError> {
         fault.validate()?;
+        if fault.name() == FaultName::Trim {
+            self.commit_ceilings.clear();
+        }
         self.active.insert(fault.name(), fault);
         Ok(())
     }
 
     /// Deactivates a fault; returns whether it was active.
     pub fn clear(&mut self, name: FaultName) -> bool {
+        if name == FaultName::Trim {
+            self.commit_ceilings.clear();
+        }
         self.active.remove(&name).is_some()
     }
 
@@ -839,6 +875,7 @@ impl<M: WireMessage> FaultEngine<M> {
     /// Deactivates every fault and heals every cut.
     pub fn heal(&mut self) {
         self.active.clear();
+        self.commit_ceilings.clear();
         self.cuts.clear();
     }
 
@@ -891,13 +928,34 @@ impl<M: WireMessage> FaultEngine<M> {
         }
 
         let mut trimmed = false;
-        if let Some(Fault::Trim { p, mode, links }) = active.get(&FaultName::Trim) {
-            if msg.trimmable() && links.matches(link) && st.rng.gen_bool(*p) {
-                let cut = msg.trim(*mode, &mut st.rng);
-                if cut > 0 {
-                    counters.trimmed += 1;
-                    counters.entries_trimmed += cut as u64;
-                    trimmed = true;
+        if let Some(Fault::Trim {
+            p,
+            mode,
+            links,
+            hold_commit,
+        }) = active.get(&FaultName::Trim)
+        {
+            if links.matches(link) {
+                if let (true, Some(c), Some(cap)) =
+                    (*hold_commit, msg.commit(), self.commit_ceilings.get(link))
+                {
+                    if c > *cap {
+                        counters.held_commits += 1;
+                        return changed;
+                    }
+                }
+                if msg.trimmable() && st.rng.gen_bool(*p) {
+                    let cut = msg.trim(*mode, &mut st.rng);
+                    if cut > 0 {
+                        counters.trimmed += 1;
+                        counters.entries_trimmed += cut as u64;
+                        trimmed = true;
+                    }
+                }
+                if *hold_commit {
+                    if let Some(c) = msg.commit() {
+                        self.commit_ceilings.entry(link.clone()).or_insert(c);
+                    }
                 }
             }
         }

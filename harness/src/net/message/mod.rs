@@ -62,6 +62,7 @@
 //! time, so a run is replayable in its fault decisions, not in its timing.
 
 pub mod faults;
+pub mod network;
 pub mod relay;
 pub mod wire;
 

@@ -487,3 +487,39 @@ fn the_engine_works_on_messages_that_are_not_raft() {
     );
     assert_eq!(e.view(), &WireView::default(), "nothing observed");
 }
+
+#[test]
+fn trim_hold_commit_drops_later_appends_that_tell_a_higher_commit() {
+    let mut e = FaultEngine::new(SEED);
+    e.set(Fault::parse("msg-trim mode=own-term hold-commit=true").unwrap())
+        .unwrap();
+    let d = run(
+        &mut e,
+        &[
+            // Trimmed to the old-term entries: tells commit 5, the link's ceiling.
+            (link("n1", "n2"), append(4, 3, &[2, 2, 4]), Duration::ZERO),
+            // The leader committed more: this one would tell commit 6, and is dropped.
+            (link("n1", "n2"), append(4, 5, &[4]), Duration::ZERO),
+            // Commit 4, below the ceiling: passes.
+            (link("n1", "n2"), append(4, 3, &[2]), Duration::ZERO),
+            // Another link has no ceiling yet.
+            (link("n1", "n3"), append(4, 5, &[3]), Duration::ZERO),
+        ],
+    );
+    assert_eq!(
+        d,
+        vec![
+            "append n1→n2 t4 i3 c5 +2[t2×2] (trimmed)",
+            "append n1→n2 t4 i3 c4 +1[t2]",
+            "append n1→n2 t4 i5 c6 +1[t3]",
+        ]
+    );
+    assert_eq!(e.counters().held_commits, 1);
+    // Clearing the fault forgets the ceilings.
+    e.clear(FaultName::Trim);
+    let d = run(
+        &mut e,
+        &[(link("n1", "n2"), append(4, 5, &[4]), Duration::ZERO)],
+    );
+    assert_eq!(d, vec!["append n1→n2 t4 i5 c6 +1[t4]"]);
+}
