@@ -35,7 +35,9 @@ fn the_reports_replay_equals_the_checkers_on_every_invalid_corpus_history() {
         let h = read_file(&dir.join(path), Format::Auto).unwrap();
         let r = check(&h, model, &CheckOptions::default());
         assert_eq!(r.valid, Verdict::Invalid, "{path}");
-        let cx = r.counterexample.expect("invalid comes with a counterexample");
+        let cx = r
+            .counterexample
+            .expect("invalid comes with a counterexample");
         let want = replay(model, &cx.prefix).unwrap();
         let json = serde_json::to_value(&cx).unwrap();
         let view = CxView::from_json(&json, Some(model.name()));
