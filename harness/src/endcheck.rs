@@ -41,9 +41,23 @@ pub struct ClusterCheck {
     /// Set when the target reports no applied index or digest (only exits and answers checked).
     pub partial: Option<String>,
     pub waited_ms: u64,
+    /// Findings about members that refused their damaged data (`corrupt`): the correct
+    /// outcome of that fault, reported as such and not counted as failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excused: Vec<Finding>,
 }
 
 impl ClusterCheck {
+    /// Moves the findings about `members` (members that refused their damaged data) from
+    /// [`Self::findings`] to [`Self::excused`].
+    pub fn excuse(&mut self, members: &[String]) {
+        let (excused, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut self.findings)
+            .into_iter()
+            .partition(|f| members.contains(&f.member));
+        self.findings = kept;
+        self.excused.extend(excused);
+    }
+
     /// True if nothing was found.
     pub fn ok(&self) -> bool {
         self.findings.is_empty()
@@ -68,6 +82,14 @@ impl ClusterCheck {
             out.push_str(&format!("; {} ms)", self.waited_ms));
             if let Some(p) = &self.partial {
                 out.push_str(&format!("; {p}"));
+            }
+            if !self.excused.is_empty() {
+                let mut who: Vec<&str> = self.excused.iter().map(|f| f.member.as_str()).collect();
+                who.dedup();
+                out.push_str(&format!(
+                    "; not counted: {} refused damaged data",
+                    who.join(", ")
+                ));
             }
             return out;
         }
@@ -194,6 +216,7 @@ pub async fn check_cluster(cluster: &Cluster, deadline: Duration) -> ClusterChec
                 statuses,
                 partial,
                 waited_ms: t0.elapsed().as_millis() as u64,
+                excused: Vec::new(),
             };
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -272,5 +295,30 @@ mod tests {
             .map(|i| (i, MemberStatus::default()))
             .collect();
         assert_eq!(evaluate(&ids(3), &s, &[]), vec![]);
+    }
+
+    #[test]
+    fn findings_about_members_that_refused_damaged_data_are_excused_not_counted() {
+        let f = |m: &str| Finding {
+            member: m.into(),
+            kind: "exited",
+            detail: "exit status: 1".into(),
+        };
+        let mut c = ClusterCheck {
+            ran: true,
+            findings: vec![f("n1"), f("n2")],
+            ..Default::default()
+        };
+        c.excuse(&["n1".to_string()]);
+        assert!(!c.ok(), "n2 exited without refusing data: still a failure");
+        assert_eq!(c.excused, vec![f("n1")]);
+        c.excuse(&["n2".to_string()]);
+        assert!(c.ok());
+        assert!(
+            c.line()
+                .contains("not counted: n1, n2 refused damaged data"),
+            "{}",
+            c.line()
+        );
     }
 }

@@ -443,6 +443,10 @@ async fn run_async(
         eprintln!("warning: {e:#}");
     }
     let refused = refusals(&cluster, &crashed);
+    // A member that refused its damaged data did what a correct node must (issue 12): the
+    // summary reports it ("refused its data"), the cluster check does not count it.
+    let mut cluster_check = cluster_check;
+    cluster_check.excuse(&refused.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
     recorder.finish()?;
     progress.phase(Phase::Check, "");
 
