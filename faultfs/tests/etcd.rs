@@ -152,7 +152,11 @@ fn run(metadata: Metadata, rounds: u64) -> Run {
         etcd.kill(); // mid-write: the writer's current put fails
         stop.store(true, Ordering::Relaxed);
         acked.extend(writer.join().unwrap());
-        reports.push(m.power_loss(Some(round)));
+        // No tear: faultfs tears at a random *byte*, stricter than the sector-atomic writes
+        // etcd's WAL reader assumes (it takes only a zeroed sector for a torn tail). A torn
+        // power loss made etcd 3.4 refuse its WAL ("proto: Record: illegal tag 0"): a finding
+        // reported in the README, not the claim of these tests.
+        reports.push(m.power_loss(None));
         etcd.start();
     }
     let mut http = Http::new(&etcd.client, Duration::from_secs(3));
