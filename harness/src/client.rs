@@ -79,15 +79,39 @@ pub struct Worker {
     pub duplicate: Option<Duplicate>,
 }
 
+/// The client network's faults that a nemesis switches on and off (`dup-requests`), shared by
+/// the cluster (which faults reach) and every worker.
+#[derive(Debug, Default)]
+pub struct ClientNet {
+    /// The probability (f64 bits) that an answered write is sent again; 0 when no
+    /// `dup-requests` fault holds.
+    dup_probability: AtomicU64,
+}
+
+impl ClientNet {
+    /// Sets the duplication probability of the `dup-requests` fault (0: off).
+    pub fn set_dup_probability(&self, p: f64) {
+        self.dup_probability
+            .store(p.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+    /// The probability the `dup-requests` fault gives now.
+    pub fn dup_probability(&self) -> f64 {
+        f64::from_bits(self.dup_probability.load(Ordering::Relaxed))
+    }
+}
+
 /// A fault of the client's network: after a write or cas is answered `ok`, it is sent again,
 /// with the same request id, through the next member, `delay` later, with probability
 /// `probability`; the duplicate's answer is ignored and it is not an operation of the history
 /// (it is the network's, not the client's). A node with request-id dedup answers it from the
 /// client's session without applying it; a node without (`--bug no-dedup`, or a target that
 /// has no dedup at all, such as etcd) applies it again. Each worker's choices come from its own
-/// RNG, seeded from the run's seed.
+/// RNG, seeded from the run's seed. The probability is `--duplicate-writes` for the whole run,
+/// or while a `dup-requests` fault holds the one it gives ([`ClientNet`]), whichever is larger.
 pub struct Duplicate {
     pub probability: f64,
+    /// Where the `dup-requests` nemesis sets its probability.
+    pub net: Arc<ClientNet>,
     pub delay: Duration,
     pub rng: rand::rngs::StdRng,
 }
@@ -200,7 +224,8 @@ impl Worker {
         let Some(d) = &mut self.duplicate else {
             return;
         };
-        if !d.rng.gen_bool(d.probability) {
+        let p = d.probability.max(d.net.dup_probability());
+        if p <= 0.0 || !d.rng.gen_bool(p) {
             return;
         }
         let client = self.clients[(self.index + 1) % self.clients.len()].clone();
@@ -296,12 +321,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_duplicating_network_sends_each_ok_write_again_with_its_request_id() {
-        let dir = std::env::temp_dir().join(format!("sb-dup-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    /// Runs one kv worker for 100 ms against a counting client with `--duplicate-writes`
+    /// `probability` and the client network `net`; returns the client.
+    async fn duplicating_worker(probability: f64, net: Arc<ClientNet>) -> Arc<CountingClient> {
+        let dir = tempfile::tempdir().unwrap();
         let recorder =
-            Arc::new(Recorder::create(&dir.join("h.jsonl"), Instant::now(), true).unwrap());
+            Arc::new(Recorder::create(&dir.path().join("h.jsonl"), Instant::now(), true).unwrap());
         let client = Arc::new(CountingClient::default());
         let workload = WorkloadKind::Kv.workload();
         let gen = workload.generators(1, 100, 3, false).remove(0);
@@ -318,7 +343,8 @@ mod tests {
             counters: Arc::new(Counters::default()),
             op_timeout: Duration::from_secs(1),
             duplicate: Some(Duplicate {
-                probability: 1.0,
+                probability,
+                net,
                 delay: Duration::from_millis(5),
                 rng: rand::rngs::StdRng::seed_from_u64(1),
             }),
@@ -329,6 +355,12 @@ mod tests {
         stop_tx.send(true).unwrap();
         h.await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+    }
+
+    #[tokio::test]
+    async fn a_duplicating_network_sends_each_ok_write_again_with_its_request_id() {
+        let client = duplicating_worker(1.0, Arc::default()).await;
         let sent = client.sent.lock().unwrap();
         assert!(sent.len() >= 10, "the worker wrote ({} ids)", sent.len());
         assert!(
@@ -336,7 +368,26 @@ mod tests {
             "every ok write or cas sent exactly twice, with one id: {sent:?}"
         );
         assert!(client.reads.load(Ordering::Relaxed) > 0, "reads happened");
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn writes_are_duplicated_only_while_the_dup_requests_fault_holds() {
+        let net = Arc::new(ClientNet::default());
+        let off = duplicating_worker(0.0, net.clone()).await;
+        let sent = off.sent.lock().unwrap().clone();
+        assert!(
+            sent.len() >= 10 && sent.values().all(|&n| n == 1),
+            "{sent:?}"
+        );
+        net.set_dup_probability(1.0);
+        let on = duplicating_worker(0.0, net.clone()).await;
+        let sent = on.sent.lock().unwrap().clone();
+        assert!(
+            sent.len() >= 10 && sent.values().all(|&n| n == 2),
+            "{sent:?}"
+        );
+        net.set_dup_probability(0.0);
+        assert_eq!(net.dup_probability(), 0.0);
     }
 
     #[tokio::test]

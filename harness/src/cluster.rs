@@ -46,6 +46,8 @@ pub struct Cluster {
     /// The members' fault filesystems, when the plan mounts them (`crate::storage`). Dropped
     /// (unmounted) after `Drop` has killed the members.
     disks: OnceLock<crate::storage::Disks>,
+    /// The clients' network, for faults of it (`dup-requests`).
+    pub client_net: Arc<crate::client::ClientNet>,
 }
 
 pub use crate::host::{init_spawner, install_panic_hook, spawn_guarded};
@@ -93,6 +95,7 @@ impl Cluster {
             specs,
             procs: Mutex::new(BTreeMap::new()),
             disks: OnceLock::new(),
+            client_net: Arc::default(),
         })
     }
 

@@ -371,8 +371,9 @@ async fn run_async(
             limiter: limiter.clone(),
             counters: counters.clone(),
             op_timeout,
-            duplicate: (opts.duplicate_writes > 0.0).then(|| crate::client::Duplicate {
+            duplicate: Some(crate::client::Duplicate {
                 probability: opts.duplicate_writes,
+                net: cluster.client_net.clone(),
                 delay: Duration::from_secs_f64(opts.retry_backoff_s.max(0.1)),
                 rng: rand::SeedableRng::seed_from_u64(opts.seeds().of(Stream::DuplicateNetwork(i))),
             }),

@@ -673,6 +673,30 @@ fn replay_any_damage(
     Ok(off as u64)
 }
 
+/// Where the records of a WAL file start: `(offset, payload length)` of every whole record
+/// whose header checksum holds, in order, up to the first one that does not (or runs past the
+/// end). Pure, for tools that aim damage at a record's framing (the harness's `corrupt` fault
+/// flips a bit of a length field that is not the last).
+pub fn record_frames(bytes: &[u8]) -> Vec<(u64, u32)> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while bytes.len() - off >= HEADER {
+        let h = &bytes[off..off + HEADER];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let hcrc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        if len == 0 || crc32fast::hash(&h[..8]) != hcrc {
+            break;
+        }
+        let end = off + HEADER + len as usize;
+        if end > bytes.len() {
+            break;
+        }
+        out.push((off as u64, len));
+        off = end;
+    }
+    out
+}
+
 fn read_snapshot(path: &Path) -> Result<Snapshot> {
     let bytes = io(path, std::fs::read(path))?;
     let corrupt = |reason: &str| WalError::Corrupt {
@@ -976,6 +1000,29 @@ mod tests {
         assert!(
             Wal::open(dir.path()).is_ok(),
             "after truncation the loss is silent"
+        );
+    }
+
+    #[test]
+    fn record_frames_lists_every_whole_record_and_stops_at_damage() {
+        let (b, bounds) = small_log();
+        let frames = record_frames(&b);
+        let starts: Vec<u64> = frames.iter().map(|f| f.0).collect();
+        let want: Vec<u64> = bounds[..bounds.len() - 1]
+            .iter()
+            .map(|&o| o as u64)
+            .collect();
+        assert_eq!(starts, want);
+        for (i, (off, len)) in frames.iter().enumerate() {
+            assert_eq!(*off as usize + HEADER + *len as usize, bounds[i + 1]);
+        }
+        let mut d = b.clone();
+        d[bounds[2] + 1] ^= 0x10;
+        assert_eq!(record_frames(&d).len(), 2, "stops at the damaged header");
+        assert_eq!(
+            record_frames(&b[..bounds[3] + 5]).len(),
+            3,
+            "a torn tail is not a record"
         );
     }
 

@@ -35,10 +35,13 @@
 //! - [`kill`]: SIGKILL members, restart them on the same data dir.
 //! - [`pause`]: SIGSTOP / SIGCONT members.
 //! - [`delay`]: slow, reordering peer links (not part of `all`).
+//! - [`dup`]: `dup-requests`, answered writes delivered twice by the clients' network (not
+//!   part of `all`).
 //! - [`partition`]: the five partition kinds as sets of cut directed links.
 //! - [`power_loss`]: `power-loss`, `torn-power-loss`: SIGKILL members and forget what they did
 //!   not fsync (fault filesystems, `crate::storage`); restart them on what survived.
-//! - [`corrupt`]: while a member is down, flip a bit in or truncate one of its data files.
+//! - [`corrupt`]: while a member is down, flip a bit in or truncate one of its data files;
+//!   `corrupt-length`: flip a bit of a record's length field.
 //! - [`msg`]: the message faults of `--net message` (`msg-loss`, `msg-dup`, `msg-reorder`,
 //!   `msg-replay`, `msg-trim`; the group `msg`), not part of `all`.
 //! - [`msg_aimed`]: aimed message nemeses: `msg-figure8` (Raft's Figure 8, for
@@ -48,6 +51,7 @@
 pub mod aimed;
 pub mod corrupt;
 pub mod delay;
+pub mod dup;
 pub mod kill;
 pub mod msg;
 pub mod msg_aimed;
@@ -80,12 +84,18 @@ pub const REGISTRY: &[Kind] = &[
     &PartitionKind::Bridge,
     &power_loss::PowerLossKind { torn: false },
     &power_loss::PowerLossKind { torn: true },
-    &corrupt::CorruptKind,
+    &corrupt::CorruptKind {
+        length_fields: false,
+    },
+    &corrupt::CorruptKind {
+        length_fields: true,
+    },
     &aimed::Aim::KillLeader,
     &aimed::Aim::PauseLeader,
     &aimed::Aim::KillInElection,
     &aimed::Aim::IsolateNewLeader,
     &aimed::KillMajorityKind,
+    &dup::DupRequestsKind,
     &msg::MsgFaultKind::Loss,
     &msg::MsgFaultKind::Dup,
     &msg::MsgFaultKind::Reorder,

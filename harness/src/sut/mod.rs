@@ -117,6 +117,15 @@ pub trait Target: Send + Sync {
         member: &'a MemberSpec,
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<MemberStatus>>;
+
+    /// The records of one of its data files (`file` relative to the data dir, `bytes` its
+    /// contents) as `(offset, payload length)` of each length-prefixed record, whose first 4
+    /// bytes are the little-endian length field; empty if the target does not say (the
+    /// default). The `corrupt` fault aims half of its bit flips at a length field with this.
+    fn record_frames(&self, file: &str, bytes: &[u8]) -> Vec<(u64, u32)> {
+        let _ = (file, bytes);
+        Vec::new()
+    }
 }
 
 /// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request

@@ -94,6 +94,15 @@ impl Target for Splitbrain {
         )?))
     }
 
+    /// `wal.log`'s frames (`len | crc | hcrc | payload`, see `splitbrain_node::wal`).
+    fn record_frames(&self, file: &str, bytes: &[u8]) -> Vec<(u64, u32)> {
+        if file == "wal.log" {
+            splitbrain_node::wal::record_frames(bytes)
+        } else {
+            Vec::new()
+        }
+    }
+
     fn status<'a>(
         &'a self,
         m: &'a MemberSpec,
