@@ -310,13 +310,15 @@ impl Cluster {
             let leader = st
                 .values()
                 .any(|s| s.leader.is_some() || s.role.as_deref() == Some("leader"));
-            if all_answer && leader {
+            if all_answer && (leader || !self.target.reports_leader()) {
                 return Ok(());
             }
             if let Some((id, status)) = self.crashed().into_iter().next() {
+                let log = &self.spec(&id)?.log_file;
                 bail!(
-                    "member {id} exited ({status}) while waiting for the cluster; see {}",
-                    self.spec(&id)?.log_file.display()
+                    "member {id} exited ({status}) while waiting for the cluster; see {}{}",
+                    log.display(),
+                    log_tail(log)
                 );
             }
             if start.elapsed() > deadline {
@@ -346,6 +348,20 @@ impl Cluster {
             p.state = MemberState::Killed;
         }
     }
+}
+
+/// The last lines of a member's log (its stderr), for start-up errors: `""` if there are none.
+fn log_tail(log: &Path) -> String {
+    let Ok(bytes) = std::fs::read(log) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(10)..];
+    format!("; its last lines:\n  {}", tail.join("\n  "))
 }
 
 impl Drop for Cluster {

@@ -117,6 +117,12 @@ pub trait Target: Send + Sync {
         member: &'a MemberSpec,
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<MemberStatus>>;
+
+    /// True if some member's status names a leader once the cluster is ready (the cluster
+    /// waits for one). Maelstrom nodes report no status beyond `init_ok`: false.
+    fn reports_leader(&self) -> bool {
+        true
+    }
 }
 
 /// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
@@ -183,10 +189,18 @@ pub enum TargetKind {
     Etcd,
     /// Any binary with the node's client API (`--node-cmd`).
     Cmd,
+    /// A Maelstrom lin-kv node (`--node-cmd`): stdin/stdout JSON, the harness is its network
+    /// (`crate::maelstrom`).
+    Maelstrom,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [TargetKind::Splitbrain, TargetKind::Etcd, TargetKind::Cmd];
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::Splitbrain,
+        TargetKind::Etcd,
+        TargetKind::Cmd,
+        TargetKind::Maelstrom,
+    ];
 
     /// The `--target` name.
     pub fn name(self) -> &'static str {
@@ -194,6 +208,7 @@ impl TargetKind {
             TargetKind::Splitbrain => "splitbrain",
             TargetKind::Etcd => "etcd",
             TargetKind::Cmd => "cmd",
+            TargetKind::Maelstrom => "maelstrom",
         }
     }
 
@@ -217,12 +232,14 @@ impl TargetKind {
         match self {
             TargetKind::Splitbrain | TargetKind::Cmd => Some(splitbrain_faultfs::Metadata::Posix),
             TargetKind::Etcd => Some(splitbrain_faultfs::Metadata::Journal),
+            // Maelstrom nodes keep no disk state.
+            TargetKind::Maelstrom => None,
         }
     }
 
     /// True if it runs without a command template of the user's (suites and bench run these).
     pub fn builtin(self) -> bool {
-        !matches!(self, TargetKind::Cmd)
+        !matches!(self, TargetKind::Cmd | TargetKind::Maelstrom)
     }
 
     /// The network a suite uses for it unless the suite file says otherwise: `netns` where
@@ -244,8 +261,15 @@ impl TargetKind {
             (TargetKind::Cmd, None) => Err(
                 "--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into(),
             ),
+            (TargetKind::Maelstrom, Some(t)) => Ok(Arc::new(
+                crate::maelstrom::Maelstrom::parse(t).map_err(|e| e.to_string())?,
+            )),
+            (TargetKind::Maelstrom, None) => Err(
+                "--target maelstrom needs --node-cmd 'python3 node.py' (the node's command line)"
+                    .into(),
+            ),
             (other, Some(_)) => Err(format!(
-                "--node-cmd is only for --target cmd, not {:?}",
+                "--node-cmd is only for --target cmd or maelstrom, not {:?}",
                 other.name()
             )),
             (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),
