@@ -324,11 +324,23 @@ impl Cluster {
             if start.elapsed() > deadline {
                 let missing: Vec<&String> =
                     running.iter().filter(|id| !st.contains_key(*id)).collect();
+                // What the first silent member's status says (e.g. no init_ok).
+                let why = match missing.first() {
+                    Some(id) => match self
+                        .target
+                        .status(self.spec(id)?, Duration::from_millis(500))
+                        .await
+                    {
+                        Err(e) => format!(" ({e:#})"),
+                        Ok(_) => String::new(),
+                    },
+                    None => String::new(),
+                };
                 bail!(
                     "the cluster was not ready within {:.0?}: {} (logs in nodes/)",
                     deadline,
                     if !missing.is_empty() {
-                        format!("no /status answer from {missing:?}")
+                        format!("no /status answer from {missing:?}{why}")
                     } else {
                         "no member knows a leader".to_string()
                     }

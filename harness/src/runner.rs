@@ -321,7 +321,7 @@ async fn run_async(
             _ => Ok(()),
         };
         let started = match mounted.and_then(|()| cluster.start_all()) {
-            Ok(()) => cluster.wait_ready(Duration::from_secs(30)).await,
+            Ok(()) => cluster.wait_ready(target.ready_deadline()).await,
             Err(e) => Err(e),
         };
         match started {

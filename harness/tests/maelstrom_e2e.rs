@@ -202,3 +202,21 @@ fn killed_nodes_restart_with_a_fresh_init_and_answer_again() {
     assert!(final_ok > 0, "no final read answered after the restarts");
     no_fixture_left_running("leader_kv.py");
 }
+
+#[test]
+fn a_node_that_never_answers_init_stops_the_run_with_255_within_the_deadline() {
+    let t0 = std::time::Instant::now();
+    let r = run("silent.py", "5", &[]);
+    assert_eq!(r.code, 255, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("has not answered init with init_ok"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(25),
+        "{:?}",
+        t0.elapsed()
+    );
+    no_fixture_left_running("silent.py");
+}

@@ -113,6 +113,11 @@ impl Target for Maelstrom {
     fn reports_leader(&self) -> bool {
         false
     }
+
+    /// `init_ok` needs no election: a node that has not answered in 10 s will not.
+    fn ready_deadline(&self) -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 /// A lin-kv client bound to one node.

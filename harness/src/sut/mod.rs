@@ -123,6 +123,11 @@ pub trait Target: Send + Sync {
     fn reports_leader(&self) -> bool {
         true
     }
+
+    /// How long a run waits for the cluster to be ready at start-up.
+    fn ready_deadline(&self) -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 /// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
