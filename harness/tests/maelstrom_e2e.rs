@@ -220,3 +220,23 @@ fn a_node_that_never_answers_init_stops_the_run_with_255_within_the_deadline() {
     );
     no_fixture_left_running("silent.py");
 }
+
+#[test]
+fn a_node_that_exits_mid_run_is_counted_and_fails_the_cluster_check_while_the_run_goes_on() {
+    let r = run("exits_later.py", "5", &["--nemesis", "none"]);
+    // The history stays valid (n2's clients time out); the cluster check fails: exit 3.
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let res = r.results();
+    assert_eq!(res["maelstrom"]["router"]["stdout_closed"], 1, "{res}");
+    let findings = res["cluster_check"]["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["member"] == "n2" && f["kind"] == "exited"),
+        "{findings:?}"
+    );
+    // Workers bound to n0 and n1 kept working after n2 left.
+    let ok = r.events().iter().filter(|e| e["type"] == "ok").count();
+    assert!(ok > 100, "{ok} ok ops");
+    no_fixture_left_running("exits_later.py");
+}
