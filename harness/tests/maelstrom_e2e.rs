@@ -240,3 +240,24 @@ fn a_node_that_exits_mid_run_is_counted_and_fails_the_cluster_check_while_the_ru
     assert!(ok > 100, "{ok} ok ops");
     no_fixture_left_running("exits_later.py");
 }
+
+#[test]
+fn a_proxy_node_backed_by_the_lin_kv_service_is_valid_under_partitions() {
+    let r = run(
+        "proxy_kv.py",
+        "6",
+        &["--nemesis-interval", "1.5", "--latency", "1"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let res = r.results();
+    let served = res["maelstrom"]["router"]["service_requests"]
+        .as_u64()
+        .unwrap();
+    let ok = r.events().iter().filter(|e| e["type"] == "ok").count() as u64;
+    // Every ok op (reads, writes, cas) went through the service.
+    assert!(
+        ok > 100 && served >= ok,
+        "{served} service requests for {ok} ok ops"
+    );
+    no_fixture_left_running("proxy_kv.py");
+}

@@ -64,8 +64,8 @@ impl Host for MaelstromHost {
                 Ok(())
             });
         }
-        let mut child = spawn_guarded(cmd)
-            .with_context(|| format!("starting {id}: {}", mc.program.display()))?;
+        // The cluster adds which member and program.
+        let mut child = spawn_guarded(cmd)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let mut p = LocalProcess::from_child(child);
             p.kill();
