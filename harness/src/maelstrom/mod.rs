@@ -254,7 +254,7 @@ impl Network for MaelstromNet {
         let line = format!(
             "maelstrom           {} lines, {} delivered; bad lines {}, unknown dest {}, unknown replies {}, \
              late replies {}, to down nodes {}, queue full {}, stdout closed {}, init errors {}, \
-             service requests {}; node links: cut {}, lost {}, duplicated {}, reordered {}, delayed {}",
+             service requests {}; node links: cut {}, lost {}, duplicated {}, reordered {}, replayed {}, delayed {}",
             c.lines,
             c.delivered,
             c.bad_lines,
@@ -270,6 +270,7 @@ impl Network for MaelstromNet {
             m.lost,
             m.duplicated,
             m.reordered,
+            m.replayed,
             m.delayed,
         );
         Some((serde_json::json!({"router": c, "faults": m}), line))

@@ -47,13 +47,39 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// One line as the engine sees it: cheap to clone (the engine remembers messages for replay).
+/// One line as the engine sees it: cheap to clone (the engine remembers messages for replay),
+/// with the Raft kind its body `type` names, if any ([`raft_kind`]).
 #[derive(Debug, Clone)]
-pub struct Line(pub Arc<str>);
+pub struct Line(pub Arc<str>, pub Kind);
 
 impl WireMessage for Line {
     fn kind(&self) -> Kind {
-        Kind::Other
+        self.1
+    }
+}
+
+/// The Raft message kind a Maelstrom body `type` names, so that the message faults' kind
+/// filters (`msg-loss kinds=append`, `msg-replay`'s appends) reach Raft nodes written for
+/// Maelstrom: a type containing `vote`, `append` or `snapshot` is that request, or its answer
+/// if it ends in `_res`, `_ok`, `_resp`, `_response` or `_reply`; anything else is
+/// [`Kind::Other`] (only faults on every kind apply to it).
+pub fn raft_kind(kind: &str) -> Kind {
+    let answer = ["_res", "_ok", "_resp", "_response", "_reply"]
+        .iter()
+        .any(|s| kind.ends_with(s));
+    let k = kind.to_ascii_lowercase();
+    match (
+        k.contains("vote"),
+        k.contains("append"),
+        k.contains("snapshot"),
+    ) {
+        (true, _, _) if answer => Kind::VoteResp,
+        (true, _, _) => Kind::Vote,
+        (_, true, _) if answer => Kind::AppendResp,
+        (_, true, _) => Kind::Append,
+        (_, _, true) if answer => Kind::SnapshotResp,
+        (_, _, true) => Kind::Snapshot,
+        _ => Kind::Other,
     }
 }
 
@@ -437,10 +463,12 @@ impl Router {
                 {
                     let link = (writer.to_string(), env.dest.clone());
                     let t = self.shared.engine.now();
-                    self.shared
-                        .engine
-                        .engine()
-                        .on_message(&link, Line(line), t, &mut out);
+                    self.shared.engine.engine().on_message(
+                        &link,
+                        Line(line, raft_kind(env.kind())),
+                        t,
+                        &mut out,
+                    );
                     for d in out {
                         let lat = self.shared.cfg.latency.draw(&mut st.rng);
                         let extra = d.at.saturating_sub(t);
@@ -887,6 +915,40 @@ mod tests {
             (ans.src.as_str(), ans.kind(), ans.in_reply_to()),
             ("lin-kv", "write_ok", Some(9))
         );
+    }
+
+    #[test]
+    fn raft_message_types_of_maelstrom_nodes_get_raft_kinds() {
+        assert_eq!(raft_kind("request_vote"), Kind::Vote);
+        assert_eq!(raft_kind("request_vote_res"), Kind::VoteResp);
+        assert_eq!(raft_kind("append_entries"), Kind::Append);
+        assert_eq!(raft_kind("append_entries_res"), Kind::AppendResp);
+        assert_eq!(raft_kind("install_snapshot"), Kind::Snapshot);
+        assert_eq!(raft_kind("read"), Kind::Other);
+        assert_eq!(raft_kind("write_ok"), Kind::Other);
+    }
+
+    #[test]
+    fn msg_loss_of_appends_drops_a_maelstrom_nodes_appends_only() {
+        use crate::net::message::faults::{Fault, KindFilter};
+        let r = router(2);
+        let l = log();
+        let b = attach(&r, "n1", &l);
+        r.engine()
+            .engine()
+            .set(Fault::loss(1.0).kinds(KindFilter::only(&[Kind::Append])))
+            .unwrap();
+        r.route(
+            "n0",
+            r#"{"src":"n0","dest":"n1","body":{"type":"append_entries"}}"#,
+        );
+        r.route(
+            "n0",
+            r#"{"src":"n0","dest":"n1","body":{"type":"request_vote"}}"#,
+        );
+        let got = b.try_recv().unwrap();
+        assert!(got.contains("request_vote"), "{got}");
+        assert!(b.try_recv().is_err(), "the append was delivered");
     }
 
     #[test]
