@@ -95,7 +95,8 @@ pub struct PlanArgs {
     /// (an HTTP relay that sees every Raft message; needed by the msg-* nemeses).
     #[arg(long, value_enum, default_value = "proxy")]
     pub net: NetKind,
-    /// Client request timeout in seconds (a write that times out is `info`).
+    /// Client request timeout in seconds (a write that times out is `info`). With --target
+    /// maelstrom it is Maelstrom's: max(10 × --latency, 1 s).
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
     /// Retry an indefinite write or cas up to N times with the same request id, through the
@@ -399,6 +400,9 @@ impl TestPlan {
             if self.uses_fault_fs() {
                 return Err("--target maelstrom: Maelstrom nodes keep no disk state (no --fault-fs, power-loss or corrupt)".into());
             }
+            if self.retries > 0 || self.duplicate_writes > 0.0 {
+                return Err("--retries and --duplicate-writes resend a write with its request id; Maelstrom's lin-kv has no request ids, so a resent write may apply twice (not with --target maelstrom)".into());
+            }
         } else if self.net == NetKind::Message && self.target != crate::sut::TargetKind::Splitbrain
         {
             return Err(format!(
@@ -533,6 +537,42 @@ mod tests {
         assert!(e.contains("--nemesis delay") && e.contains("netns"), "{e}");
         assert!(NetKind::Proxy.supports(&crate::nemesis::delay::DelayKind));
         assert!(!NetKind::Netns.supports(&crate::nemesis::delay::DelayKind));
+    }
+
+    #[test]
+    fn maelstrom_defaults_follow_maelstroms_lin_kv_and_unfit_options_are_refused() {
+        let p = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.latency = 250.0;
+        })
+        .unwrap();
+        assert_eq!((p.nodes, p.concurrency), (3, 6));
+        assert_eq!(p.nemesis.text, "partition");
+        assert_eq!(p.member_ids(), vec!["n0", "n1", "n2"]);
+        assert_eq!(p.op_timeout_s, 2.5, "max(10 × latency, 1 s)");
+        let explicit = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.nodes = Some(5);
+            a.nemesis = Some("pause".parse().unwrap());
+        })
+        .unwrap();
+        assert_eq!(
+            (explicit.nodes, explicit.nemesis.text.as_str()),
+            (5, "pause")
+        );
+        let e = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.retries = 2;
+        })
+        .unwrap_err();
+        assert!(e.contains("--retries"), "{e}");
+        let e = args(|a| a.latency = 5.0).unwrap_err();
+        assert!(e.contains("--latency"), "{e}");
+        let e = args(|a| a.target = TargetKind::Maelstrom).unwrap_err();
+        assert!(e.contains("--node-cmd"), "{e}");
     }
 
     #[test]
