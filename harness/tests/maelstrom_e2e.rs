@@ -261,3 +261,43 @@ fn a_proxy_node_backed_by_the_lin_kv_service_is_valid_under_partitions() {
     );
     no_fixture_left_running("proxy_kv.py");
 }
+
+#[test]
+fn no_node_process_survives_sigkill_of_the_harness() {
+    let results = tempfile::tempdir().unwrap();
+    let mut harness = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
+        .args(["test", "--target", "maelstrom", "--node-cmd"])
+        .arg(fixture("sigkill_kv.py"))
+        .args(["--time-limit", "60", "--results"])
+        .arg(results.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let count = || {
+        // Node processes only (the harness's own command line names the script too).
+        let out = Command::new("pgrep")
+            .args(["-f", "^[^ ]*python3 [^ ]*sigkill_kv[.]py"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    while count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    harness.kill().unwrap(); // SIGKILL
+    harness.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node processes outlived the harness"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
