@@ -18,6 +18,8 @@
 //! # Layout
 //! - `splitbrain`: the project's node, run as `<current exe> node …` ([`splitbrain::Splitbrain`]).
 //! - `etcd`, `cmd`: see their modules (issue 6).
+//! - `maelstrom`: Maelstrom lin-kv nodes over stdin/stdout; lives in `crate::maelstrom`, since
+//!   the harness is also their network and their processes' host.
 //!
 //! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
 
