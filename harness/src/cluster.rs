@@ -313,23 +313,37 @@ impl Cluster {
             let leader = st
                 .values()
                 .any(|s| s.leader.is_some() || s.role.as_deref() == Some("leader"));
-            if all_answer && leader {
+            if all_answer && (leader || !self.target.reports_leader()) {
                 return Ok(());
             }
             if let Some((id, status)) = self.crashed().into_iter().next() {
+                let log = &self.spec(&id)?.log_file;
                 bail!(
-                    "member {id} exited ({status}) while waiting for the cluster; see {}",
-                    self.spec(&id)?.log_file.display()
+                    "member {id} exited ({status}) while waiting for the cluster; see {}{}",
+                    log.display(),
+                    log_tail(log)
                 );
             }
             if start.elapsed() > deadline {
                 let missing: Vec<&String> =
                     running.iter().filter(|id| !st.contains_key(*id)).collect();
+                // What the first silent member's status says (e.g. no init_ok).
+                let why = match missing.first() {
+                    Some(id) => match self
+                        .target
+                        .status(self.spec(id)?, Duration::from_millis(500))
+                        .await
+                    {
+                        Err(e) => format!(" ({e:#})"),
+                        Ok(_) => String::new(),
+                    },
+                    None => String::new(),
+                };
                 bail!(
                     "the cluster was not ready within {:.0?}: {} (logs in nodes/)",
                     deadline,
                     if !missing.is_empty() {
-                        format!("no /status answer from {missing:?}")
+                        format!("no /status answer from {missing:?}{why}")
                     } else {
                         "no member knows a leader".to_string()
                     }
@@ -349,6 +363,20 @@ impl Cluster {
             p.state = MemberState::Killed;
         }
     }
+}
+
+/// The last lines of a member's log (its stderr), for start-up errors: `""` if there are none.
+fn log_tail(log: &Path) -> String {
+    let Ok(bytes) = std::fs::read(log) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(10)..];
+    format!("; its last lines:\n  {}", tail.join("\n  "))
 }
 
 impl Drop for Cluster {

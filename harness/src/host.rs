@@ -91,6 +91,13 @@ pub struct LocalProcess {
     child: Child,
 }
 
+impl LocalProcess {
+    /// Wraps a child started with [`spawn_guarded`] (hosts with their own pipes).
+    pub fn from_child(child: Child) -> LocalProcess {
+        LocalProcess { child }
+    }
+}
+
 impl HostProcess for LocalProcess {
     fn pid(&self) -> u32 {
         self.child.id()

@@ -20,6 +20,9 @@
 //! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
 //!   `netns`), behind the [`net::Network`] trait.
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
+//! - [`maelstrom`]: `--target maelstrom`: Maelstrom lin-kv nodes as piped processes, the
+//!   harness as their network (`router`: per-node queues, the message fault engine, latency,
+//!   the `lin-kv` service; `process`: the host of piped, niced processes; `protocol`: pure).
 //! - [`endcheck`]: end-of-run cluster checks (members converge, none exited, none behind).
 //! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
 //! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
@@ -39,6 +42,7 @@ pub mod client;
 pub mod cluster;
 pub mod endcheck;
 pub mod host;
+pub mod maelstrom;
 pub mod nemesis;
 pub mod net;
 pub mod plan;

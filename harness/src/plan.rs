@@ -23,19 +23,31 @@ use std::time::Duration;
 /// the suite (which starts from their defaults, [`PlanArgs::defaults`]).
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// Implementation under test: splitbrain, etcd, or cmd (with --node-cmd).
+    /// Implementation under test: splitbrain, etcd, cmd (with --node-cmd), or maelstrom
+    /// (with --node-cmd: a Maelstrom lin-kv node, stdin/stdout JSON; the harness is its network).
     #[arg(long, value_enum, default_value = "splitbrain")]
     pub target: TargetKind,
     /// For --target cmd: the command starting a member, with placeholders {id} {listen}
-    /// {peers} {data-dir} {token}, e.g. 'BIN --id {id} --listen {listen} {peers}'.
+    /// {peers} {data-dir} {token}, e.g. 'BIN --id {id} --listen {listen} {peers}'. For
+    /// --target maelstrom: the node's command line, e.g. 'python3 node.py'.
     #[arg(long, value_name = "TEMPLATE")]
     pub node_cmd: Option<String>,
+    /// --target maelstrom: mean latency of every message in milliseconds (Maelstrom's --latency).
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub latency: f64,
+    /// --target maelstrom: shape of the latency: constant, uniform (0..2×mean) or exponential.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub latency_dist: crate::maelstrom::router::LatencyDist,
+    /// --target maelstrom: a read answered `20 key-does-not-exist` is a read of null (default:
+    /// `fail`, as Maelstrom's lin-kv client records it).
+    #[arg(long)]
+    pub missing_read_null: bool,
     /// Test name (the results sub-directory); default `<target>-<workload>-<nemesis>`.
     #[arg(long)]
     pub name: Option<String>,
-    /// Number of members.
-    #[arg(long, default_value_t = 5)]
-    pub nodes: usize,
+    /// Number of members (default 5; 3 with --target maelstrom, as Maelstrom's lin-kv).
+    #[arg(long)]
+    pub nodes: Option<usize>,
     /// Seconds of client operations (faults included), before healing and final reads.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub time_limit: f64,
@@ -56,9 +68,9 @@ pub struct PlanArgs {
     /// reordering peer links), all (= kill,pause,partition), the aimed kill-leader,
     /// pause-leader, kill-in-election, isolate-new-leader, kill-majority, and thorough (the
     /// default: every aimed kind plus kill,pause,partition, densely: holds of 0.3-0.6 and rests
-    /// of 0.05-0.2 --nemesis-interval).
-    #[arg(long, default_value = "thorough", value_name = "LIST")]
-    pub nemesis: NemesisList,
+    /// of 0.05-0.2 --nemesis-interval; with --target maelstrom the default is partition).
+    #[arg(long, value_name = "LIST")]
+    pub nemesis: Option<NemesisList>,
     /// Run one fault timeline per choice of --nemesis, so that e.g. a kill can happen while a
     /// partition holds (Jepsen's combined nemesis). Default: one fault at a time.
     #[arg(long)]
@@ -83,7 +95,8 @@ pub struct PlanArgs {
     /// (an HTTP relay that sees every Raft message; needed by the msg-* nemeses).
     #[arg(long, value_enum, default_value = "proxy")]
     pub net: NetKind,
-    /// Client request timeout in seconds (a write that times out is `info`).
+    /// Client request timeout in seconds (a write that times out is `info`). With --target
+    /// maelstrom it is Maelstrom's: max(10 × --latency, 1 s).
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
     /// Retry an indefinite write or cas up to N times with the same request id, through the
@@ -133,35 +146,72 @@ impl PlanArgs {
     /// The plan of run `i` (0-based) of a series (seed `seed + i`; a random seed when none is
     /// given). Errors name the flag.
     pub fn plan(&self, i: u32) -> Result<TestPlan, BadInput> {
-        let concurrency = parse_concurrency(&self.concurrency, self.nodes).map_err(BadInput)?;
+        let maelstrom = self.target == TargetKind::Maelstrom;
+        let nodes = self.nodes.unwrap_or(if maelstrom { 3 } else { 5 });
+        let nemesis = match &self.nemesis {
+            Some(n) => n.clone(),
+            None => (if maelstrom { "partition" } else { "thorough" })
+                .parse()
+                .map_err(BadInput)?,
+        };
+        let concurrency = parse_concurrency(&self.concurrency, nodes).map_err(BadInput)?;
+        if maelstrom && self.net == NetKind::Netns {
+            return Err(BadInput(
+                "--target maelstrom: the harness is the nodes' network; --net netns does not apply"
+                    .into(),
+            ));
+        }
+        if !(self.latency >= 0.0 && self.latency.is_finite()) {
+            return Err(BadInput(format!("--latency {}: must be ≥ 0", self.latency)));
+        }
+        if !maelstrom && (self.latency > 0.0 || self.missing_read_null) {
+            return Err(BadInput(
+                "--latency and --missing-read-null are for --target maelstrom (other targets: \
+                 --nemesis delay)"
+                    .into(),
+            ));
+        }
+        // Maelstrom's lin-kv client: max(10 × mean latency, 1 s).
+        let op_timeout = if maelstrom {
+            (10.0 * self.latency / 1000.0).max(1.0)
+        } else {
+            self.op_timeout
+        };
         let seed = self.seed.unwrap_or_else(random_seed).wrapping_add(i as u64);
         let name = self.name.clone().unwrap_or_else(|| {
             format!(
                 "{}-{}-{}",
                 self.target.name(),
                 self.workload.name(),
-                self.nemesis.text.replace(',', "+")
+                nemesis.text.replace(',', "+")
             )
         });
         let plan = TestPlan {
             name,
             target: self.target,
             node_cmd: self.node_cmd.clone(),
-            net: self.net,
-            nodes: self.nodes,
+            net: if maelstrom {
+                NetKind::Message
+            } else {
+                self.net
+            },
+            nodes,
             time_limit_s: self.time_limit,
             workload: self.workload,
             ops_per_key: self.ops_per_key,
             concurrency,
             rate: self.rate,
-            nemesis: self.nemesis.clone(),
+            nemesis,
             nemesis_overlap: self.nemesis_overlap,
             nemesis_interval_s: self.nemesis_interval,
             recovery_time_s: self.recovery_time,
             seed,
             results: self.results.clone(),
             node_args: self.node_args.clone(),
-            op_timeout_s: self.op_timeout,
+            op_timeout_s: op_timeout,
+            latency_ms: self.latency,
+            latency_dist: self.latency_dist,
+            missing_read_null: self.missing_read_null,
             retries: self.retries,
             retry_backoff_s: self.retry_backoff,
             unique_writes: self.unique_writes,
@@ -245,6 +295,14 @@ pub struct TestPlan {
     pub duplicate_writes: f64,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
+    /// `--target maelstrom`: mean message latency (ms) and its distribution.
+    #[serde(default)]
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub latency_dist: crate::maelstrom::router::LatencyDist,
+    /// `--target maelstrom`: a read of a missing key (error 20) is a read of null, not `fail`.
+    #[serde(default)]
+    pub missing_read_null: bool,
     /// Show the progress bar and print the summary.
     #[serde(skip)]
     pub interactive: bool,
@@ -323,7 +381,30 @@ impl TestPlan {
                 return Err(format!("{flag} needs a fault filesystem: {why}"));
             }
         }
-        if self.net == NetKind::Message && self.target != crate::sut::TargetKind::Splitbrain {
+        if self.target == TargetKind::Maelstrom {
+            if self.net != NetKind::Message {
+                return Err(format!(
+                    "--target maelstrom: the harness is the nodes' network (--net {} does not apply)",
+                    self.net.name()
+                ));
+            }
+            if !matches!(
+                self.workload,
+                WorkloadKind::Register | WorkloadKind::CasRegister | WorkloadKind::Kv
+            ) {
+                return Err(format!(
+                    "--workload {}: Maelstrom's lin-kv has read, write and cas only (use register, cas-register or kv)",
+                    self.workload.name()
+                ));
+            }
+            if self.uses_fault_fs() {
+                return Err("--target maelstrom: Maelstrom nodes keep no disk state (no --fault-fs, power-loss or corrupt)".into());
+            }
+            if self.retries > 0 || self.duplicate_writes > 0.0 {
+                return Err("--retries and --duplicate-writes resend a write with its request id; Maelstrom's lin-kv has no request ids, so a resent write may apply twice (not with --target maelstrom)".into());
+            }
+        } else if self.net == NetKind::Message && self.target != crate::sut::TargetKind::Splitbrain
+        {
             return Err(format!(
                 "--net message needs --target splitbrain: the relay parses the node's Raft \
                  messages, and {} speaks another protocol (use --net proxy or netns)",
@@ -361,7 +442,11 @@ impl TestPlan {
         self.fault_fs || self.nemesis.kinds().any(|k| k.needs_fault_fs())
     }
 
+    /// `n1 … nN`; Maelstrom's `n0 … n(N-1)` for `--target maelstrom`.
     pub fn member_ids(&self) -> Vec<String> {
+        if self.target == TargetKind::Maelstrom {
+            return (0..self.nodes).map(|i| format!("n{i}")).collect();
+        }
         (1..=self.nodes).map(|i| format!("n{i}")).collect()
     }
 
@@ -425,19 +510,19 @@ mod tests {
     fn etcd_partitions_on_the_proxy_network_are_refused_by_capability() {
         let e = args(|a| {
             a.target = TargetKind::Etcd;
-            a.nemesis = "isolate-one".parse().unwrap();
+            a.nemesis = Some("isolate-one".parse().unwrap());
         })
         .unwrap_err();
         assert!(e.contains("--net netns") && e.contains("etcd"), "{e}");
         assert!(args(|a| {
             a.target = TargetKind::Etcd;
-            a.nemesis = "kill,pause".parse().unwrap();
+            a.nemesis = Some("kill,pause".parse().unwrap());
         })
         .is_ok());
         assert!(args(|a| {
             a.target = TargetKind::Etcd;
             a.net = NetKind::Netns;
-            a.nemesis = "partition".parse().unwrap();
+            a.nemesis = Some("partition".parse().unwrap());
         })
         .is_ok());
     }
@@ -446,12 +531,48 @@ mod tests {
     fn delay_on_netns_is_refused_because_netns_cannot_delay() {
         let e = args(|a| {
             a.net = NetKind::Netns;
-            a.nemesis = "delay".parse().unwrap();
+            a.nemesis = Some("delay".parse().unwrap());
         })
         .unwrap_err();
         assert!(e.contains("--nemesis delay") && e.contains("netns"), "{e}");
         assert!(NetKind::Proxy.supports(&crate::nemesis::delay::DelayKind));
         assert!(!NetKind::Netns.supports(&crate::nemesis::delay::DelayKind));
+    }
+
+    #[test]
+    fn maelstrom_defaults_follow_maelstroms_lin_kv_and_unfit_options_are_refused() {
+        let p = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.latency = 250.0;
+        })
+        .unwrap();
+        assert_eq!((p.nodes, p.concurrency), (3, 6));
+        assert_eq!(p.nemesis.text, "partition");
+        assert_eq!(p.member_ids(), vec!["n0", "n1", "n2"]);
+        assert_eq!(p.op_timeout_s, 2.5, "max(10 × latency, 1 s)");
+        let explicit = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.nodes = Some(5);
+            a.nemesis = Some("pause".parse().unwrap());
+        })
+        .unwrap();
+        assert_eq!(
+            (explicit.nodes, explicit.nemesis.text.as_str()),
+            (5, "pause")
+        );
+        let e = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+            a.retries = 2;
+        })
+        .unwrap_err();
+        assert!(e.contains("--retries"), "{e}");
+        let e = args(|a| a.latency = 5.0).unwrap_err();
+        assert!(e.contains("--latency"), "{e}");
+        let e = args(|a| a.target = TargetKind::Maelstrom).unwrap_err();
+        assert!(e.contains("--node-cmd"), "{e}");
     }
 
     #[test]

@@ -264,19 +264,28 @@ async fn run_async(
     }
 
     // Cluster.
-    let target = opts.sut()?;
+    // Maelstrom nodes: the harness is their network (router, piped processes).
+    let hosted = match opts.target {
+        crate::sut::TargetKind::Maelstrom => Some(crate::maelstrom::Hosted::new(opts)?),
+        _ => None,
+    };
+    let target = match &hosted {
+        Some(h) => h.target.clone(),
+        None => opts.sut()?,
+    };
     let ids = opts.member_ids();
     let token = format!("sb-{:016x}", opts.seeds().of(Stream::ClusterToken));
     crate::cluster::install_panic_hook();
     // A member that exits during start-up (most often: its port was taken between the choice
     // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
-    let can_retry = prebuilt_net.is_none();
+    let can_retry = prebuilt_net.is_none() && hosted.is_none();
     let mut prebuilt_net = prebuilt_net;
     let mut attempt = 0;
     let cluster = loop {
         attempt += 1;
         let net: Arc<dyn Network> = match prebuilt_net.take() {
             Some(net) => net,
+            None if hosted.is_some() => hosted.as_ref().map(|h| h.net.clone()).context("hosted")?,
             None if opts.net == NetKind::Message => Arc::new(
                 crate::net::message::network::MessageNet::start(
                     &ids,
@@ -294,7 +303,7 @@ async fn run_async(
                 .await?,
             ),
         };
-        let cluster = Arc::new(Cluster::new(
+        let mut cluster = Cluster::new(
             target.clone(),
             net,
             &ids,
@@ -302,13 +311,17 @@ async fn run_async(
             &token,
             &opts.node_args,
             opts.seed,
-        )?);
+        )?;
+        if let Some(h) = &hosted {
+            cluster = cluster.on_host(h.host.clone());
+        }
+        let cluster = Arc::new(cluster);
         let mounted = match (opts.uses_fault_fs(), opts.target.fault_fs_metadata()) {
             (true, Some(md)) => cluster.mount_disks(&run_dir, md),
             _ => Ok(()),
         };
         let started = match mounted.and_then(|()| cluster.start_all()) {
-            Ok(()) => cluster.wait_ready(Duration::from_secs(30)).await,
+            Ok(()) => cluster.wait_ready(target.ready_deadline()).await,
             Err(e) => Err(e),
         };
         match started {
@@ -493,6 +506,10 @@ async fn run_async(
     if let Some(c) = &message_counts {
         results["messages"] = serde_json::json!(c);
     }
+    let net_summary = cluster.net.summary();
+    if let Some((v, _)) = &net_summary {
+        results[cluster.net.name()] = v.clone();
+    }
     store::write_json(&run_dir, "results.json", &results)?;
 
     // report.html (+ latency.svg, rate.svg). A report that cannot be drawn must not cost the
@@ -504,8 +521,13 @@ async fn run_async(
     progress.finish();
     if opts.interactive {
         say(render_outcome(&outcome).trim_end());
-        if let Some(c) = &message_counts {
-            say(&crate::net::message::network::render_counters(c));
+        match &net_summary {
+            Some((_, line)) => say(line),
+            None => {
+                if let Some(c) = &message_counts {
+                    say(&crate::net::message::network::render_counters(c));
+                }
+            }
         }
     }
     Ok(outcome)

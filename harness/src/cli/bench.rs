@@ -247,8 +247,8 @@ fn bench_plan(name: &str, args: &Args) -> Result<crate::plan::TestPlan, BadInput
     }
     let mut a = crate::plan::PlanArgs::defaults();
     a.target = kind;
-    a.nodes = args.nodes;
-    a.nemesis = "none".parse().map_err(BadInput)?;
+    a.nodes = Some(args.nodes);
+    a.nemesis = Some("none".parse().map_err(BadInput)?);
     a.seed = Some(1);
     a.results = args.results.clone();
     a.plan(0)

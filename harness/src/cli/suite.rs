@@ -43,12 +43,13 @@ impl TestRunner {
             .workload
             .parse()
             .map_err(|e| format!("workload: {e}"))?;
-        a.nemesis = spec
-            .nemesis
-            .parse()
-            .map_err(|e| format!("--nemesis: {e}"))?;
+        a.nemesis = Some(
+            spec.nemesis
+                .parse()
+                .map_err(|e| format!("--nemesis: {e}"))?,
+        );
         a.name = Some(spec.name.clone());
-        a.nodes = spec.nodes;
+        a.nodes = Some(spec.nodes);
         a.time_limit = spec.time_limit;
         if let Some(c) = &spec.concurrency {
             a.concurrency = c.clone();

@@ -85,6 +85,11 @@ pub trait Network: LinkControl {
         let _ = id;
         cmd
     }
+    /// What the network saw over the run, for `results.json` (under its name) and one summary
+    /// line; `None`: nothing to say (the Maelstrom router counts messages and bad input).
+    fn summary(&self) -> Option<(serde_json::Value, String)> {
+        None
+    }
 }
 
 /// The networks `--net` names.

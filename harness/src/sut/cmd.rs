@@ -99,7 +99,7 @@ impl Cmd {
     }
 }
 
-fn split_words(s: &str) -> Result<Vec<String>, TemplateError> {
+pub(crate) fn split_words(s: &str) -> Result<Vec<String>, TemplateError> {
     let mut words = Vec::new();
     let mut cur: Option<String> = None;
     let mut quote: Option<char> = None;

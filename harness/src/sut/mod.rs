@@ -18,6 +18,8 @@
 //! # Layout
 //! - `splitbrain`: the project's node, run as `<current exe> node …` ([`splitbrain::Splitbrain`]).
 //! - `etcd`, `cmd`: see their modules (issue 6).
+//! - `maelstrom`: Maelstrom lin-kv nodes over stdin/stdout; lives in `crate::maelstrom`, since
+//!   the harness is also their network and their processes' host.
 //!
 //! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
 
@@ -126,6 +128,17 @@ pub trait Target: Send + Sync {
         let _ = (file, bytes);
         Vec::new()
     }
+
+    /// True if some member's status names a leader once the cluster is ready (the cluster
+    /// waits for one). Maelstrom nodes report no status beyond `init_ok`: false.
+    fn reports_leader(&self) -> bool {
+        true
+    }
+
+    /// How long a run waits for the cluster to be ready at start-up.
+    fn ready_deadline(&self) -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 /// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
@@ -192,10 +205,18 @@ pub enum TargetKind {
     Etcd,
     /// Any binary with the node's client API (`--node-cmd`).
     Cmd,
+    /// A Maelstrom lin-kv node (`--node-cmd`): stdin/stdout JSON, the harness is its network
+    /// (`crate::maelstrom`).
+    Maelstrom,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [TargetKind::Splitbrain, TargetKind::Etcd, TargetKind::Cmd];
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::Splitbrain,
+        TargetKind::Etcd,
+        TargetKind::Cmd,
+        TargetKind::Maelstrom,
+    ];
 
     /// The `--target` name.
     pub fn name(self) -> &'static str {
@@ -203,6 +224,7 @@ impl TargetKind {
             TargetKind::Splitbrain => "splitbrain",
             TargetKind::Etcd => "etcd",
             TargetKind::Cmd => "cmd",
+            TargetKind::Maelstrom => "maelstrom",
         }
     }
 
@@ -226,12 +248,14 @@ impl TargetKind {
         match self {
             TargetKind::Splitbrain | TargetKind::Cmd => Some(splitbrain_faultfs::Metadata::Posix),
             TargetKind::Etcd => Some(splitbrain_faultfs::Metadata::Journal),
+            // Maelstrom nodes keep no disk state.
+            TargetKind::Maelstrom => None,
         }
     }
 
     /// True if it runs without a command template of the user's (suites and bench run these).
     pub fn builtin(self) -> bool {
-        !matches!(self, TargetKind::Cmd)
+        !matches!(self, TargetKind::Cmd | TargetKind::Maelstrom)
     }
 
     /// The network a suite uses for it unless the suite file says otherwise: `netns` where
@@ -253,8 +277,15 @@ impl TargetKind {
             (TargetKind::Cmd, None) => Err(
                 "--target cmd needs --node-cmd 'BIN --id {id} --listen {listen} {peers}'".into(),
             ),
+            (TargetKind::Maelstrom, Some(t)) => Ok(Arc::new(
+                crate::maelstrom::Maelstrom::parse(t).map_err(|e| e.to_string())?,
+            )),
+            (TargetKind::Maelstrom, None) => Err(
+                "--target maelstrom needs --node-cmd 'python3 node.py' (the node's command line)"
+                    .into(),
+            ),
             (other, Some(_)) => Err(format!(
-                "--node-cmd is only for --target cmd, not {:?}",
+                "--node-cmd is only for --target cmd or maelstrom, not {:?}",
                 other.name()
             )),
             (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),

@@ -70,5 +70,5 @@ pub use faults::{
     Counters, Fault, FaultEngine, FaultError, FaultName, KindFilter, Link, LinkSel, TrimMode,
     WireMessage, WireView,
 };
-pub use relay::{Batching, Relay, RelayConfig, RelayControl, RelayError};
+pub use relay::{Batching, EngineCell, Relay, RelayConfig, RelayControl, RelayError};
 pub use wire::{Kind, Summary, WireError};

@@ -114,69 +114,139 @@ pub enum RelayError {
     Fault(#[from] FaultError),
 }
 
-struct Shared {
-    engine: Mutex<FaultEngine>,
+/// A fault engine shared between the tasks that feed it messages and its [`RelayControl`]:
+/// the engine behind a lock, the clock its `now` comes from, the wire view's watch and the
+/// links it knows. Generic over the message type, so the Maelstrom router
+/// (`crate::maelstrom::router`) shares the relay's control (and with it every message nemesis).
+pub struct EngineCell<M = splitbrain_node::raft::Message> {
+    engine: Mutex<FaultEngine<M>>,
     /// `now` for the engine is the time since this instant.
     origin: Instant,
     view: watch::Sender<WireView>,
     links: BTreeSet<Link>,
 }
 
-impl Shared {
-    fn engine(&self) -> MutexGuard<'_, FaultEngine> {
+type Shared = EngineCell;
+
+impl<M: super::faults::WireMessage> EngineCell<M> {
+    /// An engine seeded with `seed` over the directed `links`, its clock starting now.
+    pub fn new(seed: u64, links: BTreeSet<Link>) -> EngineCell<M> {
+        EngineCell {
+            engine: Mutex::new(FaultEngine::new(seed)),
+            origin: Instant::now(),
+            view: watch::channel(WireView::default()).0,
+            links,
+        }
+    }
+    /// The engine, locked.
+    pub fn engine(&self) -> MutexGuard<'_, FaultEngine<M>> {
         // A panic while holding the lock cannot leave the engine half-updated in a way that
         // matters more than losing the relay; keep going with the data as it is.
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fn now(&self) -> Duration {
+    /// The engine's clock.
+    pub fn now(&self) -> Duration {
         self.origin.elapsed()
     }
 }
 
-/// Run-time control of a running relay: cuts, faults, counters, the wire view. Cheap to
-/// clone; usable from any thread.
+/// What [`RelayControl`] needs of an [`EngineCell`], whatever its message type.
+trait Control: Send + Sync {
+    fn set_cuts(&self, cuts: BTreeSet<Link>) -> Result<(), RelayError>;
+    fn cuts(&self) -> BTreeSet<Link>;
+    fn set_fault(&self, fault: Fault) -> Result<(), RelayError>;
+    fn clear_fault(&self, name: FaultName) -> bool;
+    fn active(&self) -> Vec<Fault>;
+    fn heal(&self);
+    fn counters(&self) -> Counters;
+    fn view(&self) -> WireView;
+    fn watch_view(&self) -> watch::Receiver<WireView>;
+    fn now(&self) -> Duration;
+}
+
+impl<M: super::faults::WireMessage + Send + 'static> Control for EngineCell<M> {
+    fn set_cuts(&self, cuts: BTreeSet<Link>) -> Result<(), RelayError> {
+        if let Some(l) = cuts.iter().find(|l| !self.links.contains(*l)) {
+            return Err(RelayError::UnknownLink(l.clone()));
+        }
+        self.engine().set_cuts(cuts);
+        Ok(())
+    }
+    fn cuts(&self) -> BTreeSet<Link> {
+        self.engine().cuts().clone()
+    }
+    fn set_fault(&self, fault: Fault) -> Result<(), RelayError> {
+        Ok(self.engine().set(fault)?)
+    }
+    fn clear_fault(&self, name: FaultName) -> bool {
+        self.engine().clear(name)
+    }
+    fn active(&self) -> Vec<Fault> {
+        self.engine().active().cloned().collect()
+    }
+    fn heal(&self) {
+        self.engine().heal()
+    }
+    fn counters(&self) -> Counters {
+        *self.engine().counters()
+    }
+    fn view(&self) -> WireView {
+        self.engine().view().clone()
+    }
+    fn watch_view(&self) -> watch::Receiver<WireView> {
+        self.view.subscribe()
+    }
+    fn now(&self) -> Duration {
+        EngineCell::now(self)
+    }
+}
+
+/// Run-time control of a running relay (or of the Maelstrom router's engine): cuts, faults,
+/// counters, the wire view. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct RelayControl {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Control>,
 }
 
 impl RelayControl {
+    /// Control of `cell` (the Maelstrom router's engine).
+    pub fn of<M: super::faults::WireMessage + Send + 'static>(
+        cell: Arc<EngineCell<M>>,
+    ) -> RelayControl {
+        RelayControl { shared: cell }
+    }
     /// Makes exactly `cuts` the set of cut directed links (empty heals every partition).
     pub fn set_cuts(&self, cuts: BTreeSet<Link>) -> Result<(), RelayError> {
-        if let Some(l) = cuts.iter().find(|l| !self.shared.links.contains(*l)) {
-            return Err(RelayError::UnknownLink(l.clone()));
-        }
-        self.shared.engine().set_cuts(cuts);
-        Ok(())
+        self.shared.set_cuts(cuts)
     }
     pub fn cuts(&self) -> BTreeSet<Link> {
-        self.shared.engine().cuts().clone()
+        self.shared.cuts()
     }
     /// Activates a fault (replacing an active one of the same name).
     pub fn set_fault(&self, fault: Fault) -> Result<(), RelayError> {
-        Ok(self.shared.engine().set(fault)?)
+        self.shared.set_fault(fault)
     }
     /// Deactivates a fault; returns whether it was active.
     pub fn clear_fault(&self, name: FaultName) -> bool {
-        self.shared.engine().clear(name)
+        self.shared.clear_fault(name)
     }
     pub fn active(&self) -> Vec<Fault> {
-        self.shared.engine().active().cloned().collect()
+        self.shared.active()
     }
     /// Deactivates every fault and heals every cut.
     pub fn heal(&self) {
-        self.shared.engine().heal()
+        self.shared.heal()
     }
     pub fn counters(&self) -> Counters {
-        *self.shared.engine().counters()
+        self.shared.counters()
     }
     /// Terms and roles as the relay has seen them.
     pub fn view(&self) -> WireView {
-        self.shared.engine().view().clone()
+        self.shared.view()
     }
     /// Changes whenever the wire's highest term or its leader changes.
     pub fn watch_view(&self) -> watch::Receiver<WireView> {
-        self.shared.view.subscribe()
+        self.shared.watch_view()
     }
     /// The relay's clock (the `now` of the engine and of [`WireView`] times).
     pub fn now(&self) -> Duration {
@@ -257,13 +327,7 @@ impl Relay {
                 }
             }
         }
-        let (view, _) = watch::channel(WireView::default());
-        let shared = Arc::new(Shared {
-            engine: Mutex::new(FaultEngine::new(cfg.seed)),
-            origin: Instant::now(),
-            view,
-            links: all,
-        });
+        let shared: Arc<Shared> = Arc::new(EngineCell::new(cfg.seed, all));
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
