@@ -48,8 +48,8 @@ declare -A BUG_ARGS=(
     # no-fsync: power losses (faultfs under every member, needs FUSE); half of them hit every
     # member at once, which takes acknowledged writes from a node that never fdatasyncs.
     [no-fsync]="--nodes 3 --time-limit 20 --workload kv --nemesis power-loss --nemesis-interval 3 --recovery-time 3"
-    # torn-tail-any-damage: bit flips and truncations of stopped members' data files.
-    [torn-tail-any-damage]="--nodes 3 --time-limit 30 --workload kv --nemesis corrupt --nemesis-interval 3 --recovery-time 3"
+    # torn-tail-any-damage: bit flips aimed at the length fields of stopped members' WALs.
+    [torn-tail-any-damage]="--nodes 3 --time-limit 30 --workload kv --nemesis corrupt-length --nemesis-interval 3 --recovery-time 3"
 )
 BUGS=(stale-read ack-before-commit vote-any-log@proxy no-dedup commit-old-term@proxy no-truncate-check@proxy commit-old-term vote-any-log no-truncate-check no-fsync torn-tail-any-damage)
 NEMESES=(none kill pause partition-halves isolate-one isolate-leader majorities-ring bridge all power-loss power-loss,partition corrupt,kill)

@@ -260,3 +260,46 @@ fn the_correct_node_refuses_a_flipped_bit_and_the_summary_names_file_and_offset(
         "{refused:?}"
     );
 }
+
+/// `corrupt-length` against the node's old framing rules (`--bug torn-tail-any-damage`, issue
+/// 12) and the correct node, on the same seeded schedule: the old rules take a damaged length
+/// field for a torn tail and silently drop acknowledged writes (invalid); the correct node
+/// refuses the damaged log (valid, the refusals named).
+#[test]
+fn corrupt_length_catches_the_torn_tail_any_damage_bug_and_the_correct_node_refuses() {
+    let args = [
+        "--nodes",
+        "3",
+        "--time-limit",
+        "12",
+        "--workload",
+        "kv",
+        "--nemesis",
+        "corrupt-length",
+        "--nemesis-interval",
+        "2",
+        "--recovery-time",
+        "2",
+        "--seed",
+        "1",
+    ];
+    let buggy = tempfile::tempdir().unwrap();
+    let mut with_bug = args.to_vec();
+    with_bug.extend(["--node-arg=--bug", "--node-arg=torn-tail-any-damage"]);
+    let (code, stdout) = run_in(buggy.path(), &with_bug);
+    assert_eq!(code, 1, "the old rules must lose acknowledged writes:\n{stdout}");
+    let starts = nemesis_values(&history(buggy.path()), "start-corrupt");
+    assert!(
+        starts.iter().all(|v| v["mode"] == "length-flip"
+            && v["damage"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|d| d["length_field_of"].is_u64())),
+        "{starts:?}"
+    );
+    let correct = tempfile::tempdir().unwrap();
+    let (code, stdout) = run_in(correct.path(), &args);
+    assert_eq!(code, 0, "the correct node refuses, never loses:\n{stdout}");
+    assert!(stdout.contains("refused its data: "), "{stdout}");
+}
