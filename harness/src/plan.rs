@@ -34,7 +34,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Number of members.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_NODES)]
     pub nodes: usize,
     /// Seconds of client operations (faults included), before healing and final reads.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
@@ -110,6 +110,18 @@ pub struct PlanArgs {
     /// them anyway). Needs /dev/fuse and root or fusermount3
     #[arg(long)]
     pub fault_fs: bool,
+    /// Run each member on a remote host over SSH: a file with one `[user@]host[:port]` per
+    /// line, or TOML `[[host]]` tables (host, user, port, key, workdir, address, program,
+    /// nft). One member per host; implies --net ssh (nftables on the hosts). See the README
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// With --hosts: the private key for hosts without a `key` of their own
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+    /// With --hosts: check host keys against known_hosts (yes), or accept any and record
+    /// none (no)
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    pub ssh_strict_host_keys: String,
 }
 
 /// Parses `PlanArgs` alone (for its defaults).
@@ -133,7 +145,8 @@ impl PlanArgs {
     /// The plan of run `i` (0-based) of a series (seed `seed + i`; a random seed when none is
     /// given). Errors name the flag.
     pub fn plan(&self, i: u32) -> Result<TestPlan, BadInput> {
-        let concurrency = parse_concurrency(&self.concurrency, self.nodes).map_err(BadInput)?;
+        let (hosts, nodes, net) = self.remote_hosts()?;
+        let concurrency = parse_concurrency(&self.concurrency, nodes).map_err(BadInput)?;
         let seed = self.seed.unwrap_or_else(random_seed).wrapping_add(i as u64);
         let name = self.name.clone().unwrap_or_else(|| {
             format!(
@@ -147,8 +160,8 @@ impl PlanArgs {
             name,
             target: self.target,
             node_cmd: self.node_cmd.clone(),
-            net: self.net,
-            nodes: self.nodes,
+            net,
+            nodes,
             time_limit_s: self.time_limit,
             workload: self.workload,
             ops_per_key: self.ops_per_key,
@@ -168,11 +181,73 @@ impl PlanArgs {
             duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
             fault_fs: self.fault_fs,
+            hosts,
             interactive: true,
         };
         plan.validate().map_err(BadInput)?;
         Ok(plan)
     }
+}
+
+impl PlanArgs {
+    /// `--hosts`, read and parsed, with the members and network it implies: one member per
+    /// host (`--nodes` left at its default follows the file; another value must match it)
+    /// and `--net ssh` (`--net proxy`, the default, gives way to it).
+    fn remote_hosts(&self) -> Result<(Option<RemoteHosts>, usize, NetKind), BadInput> {
+        let Some(file) = &self.hosts else {
+            if self.net == NetKind::Ssh {
+                return Err(BadInput("--net ssh needs --hosts FILE".into()));
+            }
+            if self.ssh_key.is_some() {
+                return Err(BadInput("--ssh-key is only for --hosts".into()));
+            }
+            return Ok((None, self.nodes, self.net));
+        };
+        let entries =
+            crate::host::hosts_file::load(file).map_err(|e| BadInput(format!("--hosts {e}")))?;
+        let nodes = if self.nodes == DEFAULT_NODES || self.nodes == entries.len() {
+            entries.len()
+        } else {
+            return Err(BadInput(format!(
+                "--nodes {} but --hosts {} lists {} hosts: one member per host",
+                self.nodes,
+                file.display(),
+                entries.len()
+            )));
+        };
+        if !matches!(self.net, NetKind::Proxy | NetKind::Ssh) {
+            return Err(BadInput(format!(
+                "--net {} cannot run with --hosts: members on remote hosts use --net ssh (nftables on each host)",
+                self.net.name()
+            )));
+        }
+        let ssh = crate::host::ssh::SshOptions {
+            key: self.ssh_key.clone(),
+            strict_host_keys: self.ssh_strict_host_keys == "yes",
+            ..Default::default()
+        };
+        Ok((
+            Some(RemoteHosts {
+                file: file.clone(),
+                entries,
+                ssh,
+            }),
+            nodes,
+            NetKind::Ssh,
+        ))
+    }
+}
+
+/// The `--nodes` default (a `--hosts` file overrides it).
+const DEFAULT_NODES: usize = 5;
+
+/// `--hosts` and its SSH options: where the members run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteHosts {
+    pub file: PathBuf,
+    /// Member `n<i+1>` runs on `entries[i]`.
+    pub entries: Vec<crate::host::hosts_file::HostEntry>,
+    pub ssh: crate::host::ssh::SshOptions,
 }
 
 /// Parses `--concurrency` (`N` or `Kn`) for `nodes` members.
@@ -252,6 +327,9 @@ pub struct TestPlan {
     /// [`TestPlan::uses_fault_fs`]).
     #[serde(default)]
     pub fault_fs: bool,
+    /// `--hosts`: members on remote hosts over SSH (`None`: local processes).
+    #[serde(default)]
+    pub hosts: Option<RemoteHosts>,
 }
 
 impl TestPlan {
@@ -329,6 +407,27 @@ impl TestPlan {
                  messages, and {} speaks another protocol (use --net proxy or netns)",
                 self.target.name()
             ));
+        }
+        if let Some(h) = &self.hosts {
+            if h.entries.len() != self.nodes {
+                return Err(format!(
+                    "--nodes {} but --hosts lists {} hosts: one member per host",
+                    self.nodes,
+                    h.entries.len()
+                ));
+            }
+            if self.uses_fault_fs() || self.nemesis.kinds().any(|k| k.name() == "corrupt") {
+                return Err(format!(
+                    "{} needs the members' data dirs on this machine; not with --hosts",
+                    if self.fault_fs {
+                        "--fault-fs".to_string()
+                    } else {
+                        format!("--nemesis {}", self.nemesis.text)
+                    }
+                ));
+            }
+        } else if self.net == NetKind::Ssh {
+            return Err("--net ssh needs --hosts FILE".into());
         }
         for kind in self.nemesis.kinds() {
             let needs = kind.needs();

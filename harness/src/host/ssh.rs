@@ -42,10 +42,11 @@ use crate::sut::MemberCommand;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
+use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How to reach the hosts (`--ssh-key`, `--ssh-strict-host-keys`).
@@ -908,6 +909,128 @@ impl Drop for SshProcess {
             self.kill();
         }
     }
+}
+
+/// A run's hosts, connected and prepared, and the network between their members.
+pub struct Remote {
+    /// Host `i` runs member `n<i+1>`.
+    pub hosts: Vec<Arc<SshHost>>,
+    pub net: Arc<crate::net::remote::RemoteNet>,
+}
+
+impl Remote {
+    /// Puts every member of `cluster` on its host (its data dir there).
+    pub fn place(
+        &self,
+        cluster: crate::cluster::Cluster,
+    ) -> anyhow::Result<crate::cluster::Cluster> {
+        let mut c = cluster;
+        for (id, h) in c.ids().into_iter().zip(&self.hosts) {
+            let dir = h.data_dir(&id);
+            c = c.on_member_host(&id, h.clone(), dir)?;
+        }
+        Ok(c)
+    }
+}
+
+/// The address members on `entry` listen on: its `address`, or its host name resolved to
+/// IPv4.
+pub fn member_address(entry: &HostEntry) -> anyhow::Result<Ipv4Addr> {
+    if let Some(a) = &entry.address {
+        return a.parse().with_context(|| {
+            format!(
+                "host {}: address {a:?} is not an IPv4 address",
+                entry.label()
+            )
+        });
+    }
+    let addrs = (entry.host.as_str(), entry.port)
+        .to_socket_addrs()
+        .with_context(|| format!("host {}: cannot resolve {:?}", entry.label(), entry.host))?;
+    addrs
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            _ => None,
+        })
+        .next()
+        .with_context(|| {
+            format!(
+                "host {}: no IPv4 address for {:?} (set `address` in a TOML hosts file)",
+                entry.label(),
+                entry.host
+            )
+        })
+}
+
+/// Connects to and prepares every host of `hosts` in parallel (see [`SshHost::connect`]) for
+/// the run in `run_dir`; the first error names its host.
+pub fn connect_all(
+    plan: &crate::plan::TestPlan,
+    hosts: &crate::plan::RemoteHosts,
+    run_dir: &Path,
+) -> anyhow::Result<Remote> {
+    let local_dir = run_dir.join("nodes");
+    std::fs::create_dir_all(&local_dir)
+        .with_context(|| format!("creating {}", local_dir.display()))?;
+    let target = plan.sut()?;
+    let upload = if plan.target == crate::sut::TargetKind::Splitbrain {
+        vec![crate::sut::splitbrain::Splitbrain::current_exe().exe]
+    } else {
+        vec![]
+    };
+    let run = run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|t| format!("{}-{t}", plan.name))
+        .unwrap_or_else(|| plan.name.clone())
+        .replace(
+            |c: char| !(c.is_ascii_alphanumeric() || "-_.+".contains(c)),
+            "_",
+        );
+    let prep = Prepare {
+        run,
+        needs_nft: plan.nemesis.kinds().any(|k| k.needs().peer_links()),
+        upload,
+        local_dir,
+    };
+    let mut addrs = Vec::new();
+    for e in &hosts.entries {
+        addrs.push(member_address(e)?);
+    }
+    let results: Vec<anyhow::Result<SshHost>> = std::thread::scope(|s| {
+        let handles: Vec<_> = hosts
+            .entries
+            .iter()
+            .map(|e| {
+                let prep = &prep;
+                s.spawn(move || SshHost::connect(e, &hosts.ssh, prep))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&hosts.entries)
+            .map(|(h, e)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("host {}: connecting panicked", e.label()))
+                })
+            })
+            .collect()
+    });
+    let mut ok = Vec::new();
+    for r in results {
+        ok.push(Arc::new(r?));
+    }
+    let net = crate::net::remote::RemoteNet::new(
+        &plan.member_ids(),
+        ok.clone(),
+        addrs,
+        target.shares_client_and_peer_port(),
+        prep.needs_nft,
+    )?;
+    Ok(Remote {
+        hosts: ok,
+        net: Arc::new(net),
+    })
 }
 
 #[cfg(test)]
