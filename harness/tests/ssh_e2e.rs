@@ -400,8 +400,6 @@ fn etcd_members_run_on_their_hosts_through_partitions_and_kills() {
             "1.5",
             "--seed",
             "11",
-            "--op-timeout",
-            "2",
         ],
     );
     let run = lab.latest_run();

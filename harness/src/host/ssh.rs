@@ -19,8 +19,9 @@
 //!
 //! # The supervisor
 //! A member runs under a small `sh` script on its host (the session's command): it starts the
-//! member in the background (its output appended to its log), writes a pid file
-//! `WORKDIR/pids/<id>.pid`, prints `pid N`, and reads control lines from the session's stdin:
+//! member in the background (its output appended to its log), and a reader of control lines
+//! from the session's stdin, writes a pid file `WORKDIR/pids/<id>.pid` (member, supervisor,
+//! reader, and the run's directory), prints `pid N`. The control lines:
 //! `STOP`/`CONT` send SIGSTOP/SIGCONT (answered `ok`/`err`), `KILL` sends SIGKILL. When stdin
 //! ends — the harness closed the session, died, or the connection was lost — it SIGKILLs the
 //! member. When the member exits it prints `exit STATUS` and removes the pid file. SIGHUP and
@@ -142,8 +143,6 @@ cd {rd} || exit 126
 echo "[splitbrain-ssh] member {id} on $(hostname) net $(readlink /proc/$$/ns/net) at $(date -u +%FT%TZ)" >> {log}
 {cmd} 3<&- >> {log} 2>&1 &
 pid=$!
-echo "$pid $$ {tag}" > {pid_file}
-echo "pid $pid"
 ( while :; do
     if ! read -r c <&3; then kill -9 $pid 2>/dev/null; exit 0; fi
     case "$c" in
@@ -153,6 +152,8 @@ echo "pid $pid"
     esac
   done ) &
 ctl=$!
+echo "$pid $$ $ctl {tag}" > {pid_file}
+echo "pid $pid"
 wait $pid
 st=$?
 kill $ctl 2>/dev/null
@@ -180,8 +181,8 @@ mkdir -p bin pids runs/{run} || exit 10
 echo "workdir $(pwd)"
 for f in pids/*.pid; do
   [ -e "$f" ] || continue
-  read -r mpid spid tag < "$f"
-  for p in $mpid $spid; do
+  read -r mpid spid cpid tag < "$f"
+  for p in $mpid $spid $cpid; do
     if [ -r /proc/$p/cmdline ] && tr '\0' ' ' < /proc/$p/cmdline | grep -qF -- "$tag"; then
       kill -9 $p 2>/dev/null && echo "leftover-process $p"
     fi
@@ -1017,8 +1018,25 @@ pub fn connect_all(
             .collect()
     });
     let mut ok = Vec::new();
+    let mut first = None;
     for r in results {
-        ok.push(Arc::new(r?));
+        match r {
+            Ok(h) => ok.push(Arc::new(h)),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        // The hosts that were prepared get their table removed again.
+        if prep.needs_nft {
+            for h in &ok {
+                if let Err(e) = h.delete_table() {
+                    eprintln!("warning: {e:#}");
+                }
+            }
+        }
+        return Err(e);
     }
     let net = crate::net::remote::RemoteNet::new(
         &plan.member_ids(),
