@@ -564,4 +564,34 @@ mod tests {
         assert_eq!(j["nemesis"], "thorough");
         assert_eq!(j["workload"], "kv");
     }
+    #[test]
+    fn hosts_set_the_members_and_the_ssh_network_and_refuse_what_needs_local_data_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hosts");
+        std::fs::write(&f, "root@10.0.0.1\nroot@10.0.0.2\nroot@10.0.0.3\n").unwrap();
+        let with = |g: &dyn Fn(&mut PlanArgs)| {
+            args(|a| {
+                a.hosts = Some(f.clone());
+                g(a);
+            })
+        };
+        let p = with(&|_| {}).unwrap();
+        assert_eq!((p.nodes, p.net), (3, NetKind::Ssh));
+        assert_eq!(p.hosts.as_ref().unwrap().entries[2].host, "10.0.0.3");
+        assert!(p.hosts.as_ref().unwrap().ssh.strict_host_keys);
+        let e = with(&|a| a.nodes = 4).unwrap_err();
+        assert!(e.contains("--nodes 4") && e.contains("3 hosts"), "{e}");
+        assert!(with(&|a| a.nodes = 3).is_ok());
+        let e = with(&|a| a.net = NetKind::Netns).unwrap_err();
+        assert!(e.contains("--net netns") && e.contains("--hosts"), "{e}");
+        let e = with(&|a| a.nemesis = "corrupt".parse().unwrap()).unwrap_err();
+        assert!(e.contains("--hosts"), "{e}");
+        let e = with(&|a| a.nemesis = "delay".parse().unwrap()).unwrap_err();
+        assert!(e.contains("delay") && e.contains("ssh"), "{e}");
+        let e = args(|a| a.net = NetKind::Ssh).unwrap_err();
+        assert!(e.contains("--hosts"), "{e}");
+        std::fs::write(&f, "root@10.0.0.1\nroot@:22\n").unwrap();
+        let e = with(&|_| {}).unwrap_err();
+        assert!(e.contains(&format!("{}:2:", f.display())), "{e}");
+    }
 }
