@@ -553,6 +553,22 @@ fn unreachable_hosts_refused_keys_and_missing_nft_are_errors_naming_the_host() {
     );
     let o = lab.run(&hosts, &["--nemesis", "kill", "--time-limit", "3"]);
     assert_eq!(o.status.code(), Some(0), "kills need no nft: {}", text(&o));
+    // Strict host-key checking (the default) refuses a host whose key is not known.
+    let hosts = lab.hosts_file(|_, _| {});
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("h"), EXE, "test", "--hosts"])
+        .arg(&hosts)
+        .arg("--results")
+        .arg(lab.path("results"))
+        .args(short)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        e.contains(&format!("host root@{}:22", lab.ip(1))) && e.contains("known_hosts"),
+        "{}",
+        text(&o)
+    );
     // A malformed hosts file names its line.
     let bad = lab.path("bad-hosts");
     std::fs::write(&bad, "root@h1\nroot@h2:notaport\n").unwrap();
