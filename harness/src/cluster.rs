@@ -43,6 +43,8 @@ pub struct Cluster {
     /// Members in id order.
     pub specs: Vec<MemberSpec>,
     procs: Mutex<BTreeMap<String, Proc>>,
+    /// Members that run on a host of their own (`--hosts`), instead of [`Cluster::host`].
+    member_hosts: BTreeMap<String, Arc<dyn Host>>,
     /// The members' fault filesystems, when the plan mounts them (`crate::storage`). Dropped
     /// (unmounted) after `Drop` has killed the members.
     disks: OnceLock<crate::storage::Disks>,
@@ -94,6 +96,7 @@ impl Cluster {
             net,
             specs,
             procs: Mutex::new(BTreeMap::new()),
+            member_hosts: BTreeMap::new(),
             disks: OnceLock::new(),
             client_net: Arc::default(),
         })
@@ -103,6 +106,41 @@ impl Cluster {
     pub fn on_host(mut self, host: Arc<dyn Host>) -> Cluster {
         self.host = host;
         self
+    }
+
+    /// Runs member `id` on `host`, with its data dir at `data_dir` there (its log stays
+    /// `nodes/<id>.log` here, filled by [`Cluster::collect_logs`]).
+    pub fn on_member_host(
+        mut self,
+        id: &str,
+        host: Arc<dyn Host>,
+        data_dir: std::path::PathBuf,
+    ) -> anyhow::Result<Cluster> {
+        let spec = self
+            .specs
+            .iter_mut()
+            .find(|s| s.id == id)
+            .with_context(|| format!("no member {id:?}"))?;
+        spec.data_dir = data_dir;
+        self.member_hosts.insert(id.to_string(), host);
+        Ok(self)
+    }
+
+    /// The host member `id` runs on.
+    pub fn host_of(&self, id: &str) -> &Arc<dyn Host> {
+        self.member_hosts.get(id).unwrap_or(&self.host)
+    }
+
+    /// Brings every member's log (and, from remote hosts, a listing of its data dir) into
+    /// `nodes/`; the errors, one per member that failed.
+    pub fn collect_logs(&self) -> Vec<anyhow::Error> {
+        let mut errs = Vec::new();
+        for s in &self.specs {
+            if let Err(e) = self.host_of(&s.id).collect_logs(&s.log_file) {
+                errs.push(e.context(format!("collecting {}'s log", s.id)));
+            }
+        }
+        errs
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -133,7 +171,7 @@ impl Cluster {
             }
         }
         let child = self
-            .host
+            .host_of(id)
             .spawn(&mc, &spec.log_file)
             .with_context(|| format!("starting {id}: {}", mc.program.display()))?;
         procs.insert(

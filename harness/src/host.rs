@@ -4,8 +4,9 @@
 //! a [`HostProcess`] that can be signalled (SIGSTOP/SIGCONT), killed and reaped, and asked
 //! whether it exited on its own. Every process it starts dies with the harness. The cluster
 //! (`crate::cluster`) decides *when* to start, kill, pause and restart; the host knows *how*.
-//! [`LocalHost`] runs processes on this machine; a remote host (SSH) implements the same
-//! trait and brings its logs home with [`Host::collect_logs`].
+//! [`LocalHost`] runs processes on this machine; [`ssh::SshHost`] runs them on a remote host
+//! over SSH (`--hosts FILE`, parsed by [`hosts_file`]) and brings their logs home with
+//! [`Host::collect_logs`].
 //!
 //! # Local processes die with the harness
 //! Every child gets `PR_SET_PDEATHSIG = SIGKILL` (so SIGKILL of the harness kills them too)
@@ -14,6 +15,9 @@
 //! child exits, every child is forked by one spawner thread that lives as long as the process.
 //! A panic hook ([`install_panic_hook`]) SIGKILLs every live child before the default hook
 //! runs.
+
+pub mod hosts_file;
+pub mod ssh;
 
 use crate::sut::MemberCommand;
 use anyhow::{bail, Context};
@@ -209,7 +213,7 @@ fn live_pids() -> &'static Mutex<std::collections::BTreeSet<u32>> {
     LIVE.get_or_init(Default::default)
 }
 
-fn forget_pid(pid: u32) {
+pub(crate) fn forget_pid(pid: u32) {
     live_pids()
         .lock()
         .unwrap_or_else(|p| p.into_inner())

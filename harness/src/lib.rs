@@ -16,9 +16,11 @@
 //!   [`sut::Client`] per member, and what a member says about itself.
 //! - [`cluster`]: the members: start, kill, pause, resume, restart, status, leader.
 //! - [`host`]: where member processes run and how they are supervised ([`host::Host`]: spawn,
-//!   signal, kill and reap, exit status, logs; [`host::LocalHost`], dying with the harness).
+//!   signal, kill and reap, exit status, logs; [`host::LocalHost`], dying with the harness;
+//!   [`host::ssh::SshHost`], a remote machine over SSH for `--hosts FILE`).
 //! - [`net`]: how members reach each other and how links are cut or degraded (`proxy`,
-//!   `netns`), behind the [`net::Network`] trait.
+//!   `netns`, `message`, and `ssh`: nftables on remote hosts), behind the [`net::Network`]
+//!   trait.
 //! - [`nemesis`]: the seeded fault schedule and its faults (one file per fault).
 //! - [`maelstrom`]: `--target maelstrom`: Maelstrom lin-kv nodes as piped processes, the
 //!   harness as their network (`router`: per-node queues, the message fault engine, latency,

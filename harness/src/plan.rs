@@ -45,7 +45,8 @@ pub struct PlanArgs {
     /// Test name (the results sub-directory); default `<target>-<workload>-<nemesis>`.
     #[arg(long)]
     pub name: Option<String>,
-    /// Number of members (default 5; 3 with --target maelstrom, as Maelstrom's lin-kv).
+    /// Number of members (default 5; 3 with --target maelstrom, as Maelstrom's lin-kv; with
+    /// --hosts, the number of hosts).
     #[arg(long)]
     pub nodes: Option<usize>,
     /// Seconds of client operations (faults included), before healing and final reads.
@@ -123,6 +124,18 @@ pub struct PlanArgs {
     /// them anyway). Needs /dev/fuse and root or fusermount3
     #[arg(long)]
     pub fault_fs: bool,
+    /// Run each member on a remote host over SSH: a file with one `[user@]host[:port]` per
+    /// line, or TOML `[[host]]` tables (host, user, port, key, workdir, address, program,
+    /// nft). One member per host; implies --net ssh (nftables on the hosts). See the README
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// With --hosts: the private key for hosts without a `key` of their own
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+    /// With --hosts: check host keys against known_hosts (yes), or accept any and record
+    /// none (no)
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    pub ssh_strict_host_keys: String,
 }
 
 /// Parses `PlanArgs` alone (for its defaults).
@@ -147,7 +160,12 @@ impl PlanArgs {
     /// given). Errors name the flag.
     pub fn plan(&self, i: u32) -> Result<TestPlan, BadInput> {
         let maelstrom = self.target == TargetKind::Maelstrom;
-        let nodes = self.nodes.unwrap_or(if maelstrom { 3 } else { 5 });
+        let (hosts, nodes, net) = self.remote_hosts(if maelstrom { 3 } else { DEFAULT_NODES })?;
+        if maelstrom && hosts.is_some() {
+            return Err(BadInput(
+                "--target maelstrom runs its nodes on this machine (its router is their network); --hosts does not apply".into(),
+            ));
+        }
         let nemesis = match &self.nemesis {
             Some(n) => n.clone(),
             None => (if maelstrom { "partition" } else { "thorough" })
@@ -190,11 +208,7 @@ impl PlanArgs {
             name,
             target: self.target,
             node_cmd: self.node_cmd.clone(),
-            net: if maelstrom {
-                NetKind::Message
-            } else {
-                self.net
-            },
+            net: if maelstrom { NetKind::Message } else { net },
             nodes,
             time_limit_s: self.time_limit,
             workload: self.workload,
@@ -218,11 +232,79 @@ impl PlanArgs {
             duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
             fault_fs: self.fault_fs,
+            hosts,
             interactive: true,
         };
         plan.validate().map_err(BadInput)?;
         Ok(plan)
     }
+}
+
+impl PlanArgs {
+    /// `--hosts`, read and parsed, with the members and network it implies: one member per
+    /// host (`--nodes` left at its default follows the file; another value must match it)
+    /// and `--net ssh` (`--net proxy`, the default, gives way to it).
+    /// The hosts of `--hosts`, the number of members (`default_nodes` unless `--nodes` or the
+    /// hosts say), and the network.
+    fn remote_hosts(
+        &self,
+        default_nodes: usize,
+    ) -> Result<(Option<RemoteHosts>, usize, NetKind), BadInput> {
+        let Some(file) = &self.hosts else {
+            if self.net == NetKind::Ssh {
+                return Err(BadInput("--net ssh needs --hosts FILE".into()));
+            }
+            if self.ssh_key.is_some() {
+                return Err(BadInput("--ssh-key is only for --hosts".into()));
+            }
+            return Ok((None, self.nodes.unwrap_or(default_nodes), self.net));
+        };
+        let entries =
+            crate::host::hosts_file::load(file).map_err(|e| BadInput(format!("--hosts {e}")))?;
+        let nodes = match self.nodes {
+            None => entries.len(),
+            Some(n) if n == entries.len() => n,
+            Some(n) => {
+                return Err(BadInput(format!(
+                    "--nodes {n} but --hosts {} lists {} hosts: one member per host",
+                    file.display(),
+                    entries.len()
+                )));
+            }
+        };
+        if !matches!(self.net, NetKind::Proxy | NetKind::Ssh) {
+            return Err(BadInput(format!(
+                "--net {} cannot run with --hosts: members on remote hosts use --net ssh (nftables on each host)",
+                self.net.name()
+            )));
+        }
+        let ssh = crate::host::ssh::SshOptions {
+            key: self.ssh_key.clone(),
+            strict_host_keys: self.ssh_strict_host_keys == "yes",
+            ..Default::default()
+        };
+        Ok((
+            Some(RemoteHosts {
+                file: file.clone(),
+                entries,
+                ssh,
+            }),
+            nodes,
+            NetKind::Ssh,
+        ))
+    }
+}
+
+/// The `--nodes` default (a `--hosts` file overrides it).
+const DEFAULT_NODES: usize = 5;
+
+/// `--hosts` and its SSH options: where the members run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteHosts {
+    pub file: PathBuf,
+    /// Member `n<i+1>` runs on `entries[i]`.
+    pub entries: Vec<crate::host::hosts_file::HostEntry>,
+    pub ssh: crate::host::ssh::SshOptions,
 }
 
 /// Parses `--concurrency` (`N` or `Kn`) for `nodes` members.
@@ -310,6 +392,9 @@ pub struct TestPlan {
     /// [`TestPlan::uses_fault_fs`]).
     #[serde(default)]
     pub fault_fs: bool,
+    /// `--hosts`: members on remote hosts over SSH (`None`: local processes).
+    #[serde(default)]
+    pub hosts: Option<RemoteHosts>,
 }
 
 impl TestPlan {
@@ -410,6 +495,27 @@ impl TestPlan {
                  messages, and {} speaks another protocol (use --net proxy or netns)",
                 self.target.name()
             ));
+        }
+        if let Some(h) = &self.hosts {
+            if h.entries.len() != self.nodes {
+                return Err(format!(
+                    "--nodes {} but --hosts lists {} hosts: one member per host",
+                    self.nodes,
+                    h.entries.len()
+                ));
+            }
+            if self.uses_fault_fs() || self.nemesis.kinds().any(|k| k.name().starts_with("corrupt")) {
+                return Err(format!(
+                    "{} needs the members' data dirs on this machine; not with --hosts",
+                    if self.fault_fs {
+                        "--fault-fs".to_string()
+                    } else {
+                        format!("--nemesis {}", self.nemesis.text)
+                    }
+                ));
+            }
+        } else if self.net == NetKind::Ssh {
+            return Err("--net ssh needs --hosts FILE".into());
         }
         for kind in self.nemesis.kinds() {
             let needs = kind.needs();
@@ -585,5 +691,35 @@ mod tests {
         assert_eq!(j["net"], "proxy");
         assert_eq!(j["nemesis"], "thorough");
         assert_eq!(j["workload"], "kv");
+    }
+    #[test]
+    fn hosts_set_the_members_and_the_ssh_network_and_refuse_what_needs_local_data_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hosts");
+        std::fs::write(&f, "root@10.0.0.1\nroot@10.0.0.2\nroot@10.0.0.3\n").unwrap();
+        let with = |g: &dyn Fn(&mut PlanArgs)| {
+            args(|a| {
+                a.hosts = Some(f.clone());
+                g(a);
+            })
+        };
+        let p = with(&|_| {}).unwrap();
+        assert_eq!((p.nodes, p.net), (3, NetKind::Ssh));
+        assert_eq!(p.hosts.as_ref().unwrap().entries[2].host, "10.0.0.3");
+        assert!(p.hosts.as_ref().unwrap().ssh.strict_host_keys);
+        let e = with(&|a| a.nodes = Some(4)).unwrap_err();
+        assert!(e.contains("--nodes 4") && e.contains("3 hosts"), "{e}");
+        assert!(with(&|a| a.nodes = Some(3)).is_ok());
+        let e = with(&|a| a.net = NetKind::Netns).unwrap_err();
+        assert!(e.contains("--net netns") && e.contains("--hosts"), "{e}");
+        let e = with(&|a| a.nemesis = Some("corrupt".parse().unwrap())).unwrap_err();
+        assert!(e.contains("--hosts"), "{e}");
+        let e = with(&|a| a.nemesis = Some("delay".parse().unwrap())).unwrap_err();
+        assert!(e.contains("delay") && e.contains("ssh"), "{e}");
+        let e = args(|a| a.net = NetKind::Ssh).unwrap_err();
+        assert!(e.contains("--hosts"), "{e}");
+        std::fs::write(&f, "root@10.0.0.1\nroot@:22\n").unwrap();
+        let e = with(&|_| {}).unwrap_err();
+        assert!(e.contains(&format!("{}:2:", f.display())), "{e}");
     }
 }

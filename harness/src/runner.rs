@@ -276,10 +276,22 @@ async fn run_async(
     let ids = opts.member_ids();
     let token = format!("sb-{:016x}", opts.seeds().of(Stream::ClusterToken));
     crate::cluster::install_panic_hook();
+    // `--hosts`: connect to every host and prepare it; the members' network is theirs.
+    let remote = match &opts.hosts {
+        Some(h) => {
+            let r =
+                tokio::task::block_in_place(|| crate::host::ssh::connect_all(opts, h, &run_dir))?;
+            Some(r)
+        }
+        None => None,
+    };
     // A member that exits during start-up (most often: its port was taken between the choice
     // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
-    let can_retry = prebuilt_net.is_none() && hosted.is_none();
-    let mut prebuilt_net = prebuilt_net;
+    let can_retry = prebuilt_net.is_none() && hosted.is_none() && remote.is_none();
+    let mut prebuilt_net = match &remote {
+        Some(r) => Some(r.net.clone() as Arc<dyn Network>),
+        None => prebuilt_net,
+    };
     let mut attempt = 0;
     let cluster = loop {
         attempt += 1;
@@ -314,6 +326,9 @@ async fn run_async(
         )?;
         if let Some(h) = &hosted {
             cluster = cluster.on_host(h.host.clone());
+        }
+        if let Some(r) = &remote {
+            cluster = r.place(cluster)?;
         }
         let cluster = Arc::new(cluster);
         let mounted = match (opts.uses_fault_fs(), opts.target.fault_fs_metadata()) {
@@ -403,6 +418,15 @@ async fn run_async(
         stop_rx.clone(),
         activity.clone(),
     ));
+    // On remote hosts a member can be lost with its SSH connection: say so in the history
+    // when it happens.
+    let exits_task = remote.is_some().then(|| {
+        tokio::spawn(record_exits(
+            cluster.clone(),
+            recorder.clone(),
+            stop_rx.clone(),
+        ))
+    });
     progress.phase(Phase::Run, "");
     run_phase(opts, &recorder, &counters, &activity, cancel, progress).await;
     stop_tx.send_replace(true);
@@ -412,6 +436,9 @@ async fn run_async(
         gens.push(w.await.context("a client worker panicked")?);
     }
     let nemesis_coverage = nemesis_task.await.unwrap_or_default();
+    if let Some(t) = exits_task {
+        let _ = t.await;
+    }
     let nemesis_missing = crate::nemesis::missing(&opts.nemesis, &nemesis_coverage);
     heal_phase(&cluster, &recorder);
     let interrupted = cancel.is_cancelled();
@@ -453,6 +480,11 @@ async fn run_async(
     progress.phase(Phase::Stop, "");
     let crashed = cluster.crashed();
     cluster.stop_all();
+    if remote.is_some() {
+        for e in tokio::task::block_in_place(|| cluster.collect_logs()) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     if let Err(e) = cluster.unmount_disks() {
         eprintln!("warning: {e:#}");
     }
@@ -554,6 +586,34 @@ async fn run_phase(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200).min(time_limit - elapsed)) => {}
             _ = cancel.cancelled() => {}
+        }
+    }
+}
+
+/// Records a nemesis event `member-exited` (`{"node", "status"}`) the first time each member
+/// is seen to have exited on its own, until `stop`.
+async fn record_exits(
+    cluster: Arc<Cluster>,
+    recorder: Arc<Recorder>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let crashed = tokio::task::block_in_place(|| cluster.crashed());
+        for (id, status) in crashed {
+            if seen.insert(id.clone()) {
+                recorder.nemesis(
+                    "member-exited",
+                    serde_json::json!({"node": id, "status": status}),
+                );
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => {}
         }
     }
 }

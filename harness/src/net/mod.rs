@@ -20,6 +20,7 @@
 pub mod message;
 pub mod netns;
 pub mod proxy;
+pub mod remote;
 
 use crate::nemesis::{Kind, Needs};
 use crate::sut::MemberCommand;
@@ -103,6 +104,9 @@ pub enum NetKind {
     /// An HTTP relay on every directed peer link that sees every Raft message (no root):
     /// partitions as message filters, and the message faults (`msg-loss`, …).
     Message,
+    /// Members on remote hosts (`--hosts FILE`, which implies it): nftables rules on each
+    /// host, applied over SSH.
+    Ssh,
 }
 
 impl NetKind {
@@ -112,6 +116,7 @@ impl NetKind {
             NetKind::Proxy => "proxy",
             NetKind::Netns => "netns",
             NetKind::Message => "message",
+            NetKind::Ssh => "ssh",
         }
     }
 
@@ -130,8 +135,8 @@ impl NetKind {
                 link_loss: true,
                 messages: true,
             },
-            // No tc netem in this kernel: no delays.
-            NetKind::Netns => Needs {
+            // No tc netem in this kernel (nor installed on remote hosts): no delays.
+            NetKind::Netns | NetKind::Ssh => Needs {
                 link_cuts: true,
                 link_delay: false,
                 link_loss: true,

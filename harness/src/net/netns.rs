@@ -334,41 +334,14 @@ impl Netns {
         self.apply_links(&BTreeSet::new(), &BTreeMap::new())
     }
 
-    /// The nftables ruleset for member `m`: the cut link `m → x` drops output to `x`, the cut
-    /// link `x → m` drops input from `x`, and loss on `x → m` drops that share of input from `x`.
+    /// The nftables ruleset for member `m` ([`render_ruleset`] with this run's addresses).
     pub fn ruleset(
         &self,
         m: &str,
         cuts: &BTreeSet<Link>,
         loss: &BTreeMap<Link, f64>,
     ) -> Result<String> {
-        let mut input = String::new();
-        let mut output = String::new();
-        for (a, b) in cuts {
-            if a == m {
-                output += &format!("    ip daddr {} drop\n", self.ip_of(b)?);
-            }
-            if b == m {
-                input += &format!("    ip saddr {} drop\n", self.ip_of(a)?);
-            }
-        }
-        for ((a, b), p) in loss {
-            let per_mille = (p * 1000.0).round() as u32;
-            if b != m || per_mille == 0 || cuts.contains(&(a.clone(), b.clone())) {
-                continue;
-            }
-            input += &if per_mille >= 1000 {
-                format!("    ip saddr {} drop\n", self.ip_of(a)?)
-            } else {
-                format!(
-                    "    ip saddr {} numgen random mod 1000 < {per_mille} drop\n",
-                    self.ip_of(a)?
-                )
-            };
-        }
-        Ok(format!(
-            "table inet splitbrain\ndelete table inet splitbrain\ntable inet splitbrain {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{input}  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{output}  }}\n}}\n"
-        ))
+        render_ruleset(m, cuts, loss, &|id| self.ip_of(id))
     }
 
     /// Deletes every namespace of this run (idempotent; errors are logged).
@@ -385,6 +358,46 @@ impl Netns {
             }
         }
     }
+}
+
+/// The nftables ruleset (table `inet splitbrain`, replaced whole) for member `m`, whose peers'
+/// addresses `ip_of` gives: the cut link `m → x` drops output to `x`, the cut link `x → m`
+/// drops input from `x`, and loss on `x → m` drops that share of input from `x`. Only packets
+/// between members are matched. The SSH hosts' network (`crate::net::remote`) applies the same
+/// rules on each remote host.
+pub fn render_ruleset(
+    m: &str,
+    cuts: &BTreeSet<Link>,
+    loss: &BTreeMap<Link, f64>,
+    ip_of: &dyn Fn(&str) -> Result<Ipv4Addr>,
+) -> Result<String> {
+    let mut input = String::new();
+    let mut output = String::new();
+    for (a, b) in cuts {
+        if a == m {
+            output += &format!("    ip daddr {} drop\n", ip_of(b)?);
+        }
+        if b == m {
+            input += &format!("    ip saddr {} drop\n", ip_of(a)?);
+        }
+    }
+    for ((a, b), p) in loss {
+        let per_mille = (p * 1000.0).round() as u32;
+        if b != m || per_mille == 0 || cuts.contains(&(a.clone(), b.clone())) {
+            continue;
+        }
+        input += &if per_mille >= 1000 {
+            format!("    ip saddr {} drop\n", ip_of(a)?)
+        } else {
+            format!(
+                "    ip saddr {} numgen random mod 1000 < {per_mille} drop\n",
+                ip_of(a)?
+            )
+        };
+    }
+    Ok(format!(
+        "table inet splitbrain\ndelete table inet splitbrain\ntable inet splitbrain {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{input}  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{output}  }}\n}}\n"
+    ))
 }
 
 impl Network for Netns {
