@@ -18,11 +18,13 @@
 //! # Layout
 //! - `splitbrain`: the project's node, run as `<current exe> node …` ([`splitbrain::Splitbrain`]).
 //! - `etcd`, `cmd`: see their modules (issue 6).
+//! - `nats`: NATS JetStream key-value on Debian's `nats-server` (issue 11).
 //!
 //! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
 
 pub mod cmd;
 pub mod etcd;
+pub mod nats;
 pub mod splitbrain;
 
 use std::future::Future;
@@ -183,10 +185,17 @@ pub enum TargetKind {
     Etcd,
     /// Any binary with the node's client API (`--node-cmd`).
     Cmd,
+    /// Debian's nats-server 2.9: JetStream key-value (`--node-arg read=leader|direct`).
+    Nats,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [TargetKind::Splitbrain, TargetKind::Etcd, TargetKind::Cmd];
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::Splitbrain,
+        TargetKind::Etcd,
+        TargetKind::Cmd,
+        TargetKind::Nats,
+    ];
 
     /// The `--target` name.
     pub fn name(self) -> &'static str {
@@ -194,6 +203,7 @@ impl TargetKind {
             TargetKind::Splitbrain => "splitbrain",
             TargetKind::Etcd => "etcd",
             TargetKind::Cmd => "cmd",
+            TargetKind::Nats => "nats",
         }
     }
 
@@ -205,8 +215,10 @@ impl TargetKind {
     /// True if its members dial the peer addresses the harness gives each of them, so that a
     /// network can put a proxy on every directed link. etcd dials the peer URLs of its
     /// membership (the same for every member), so per-link proxies cannot reach its links.
+    /// NATS routes are one connection per pair used both ways, and members gossip their own
+    /// route addresses: a per-link proxy cannot cut one direction, nor reliably a link.
     pub fn peer_links_proxyable(self) -> bool {
-        !matches!(self, TargetKind::Etcd)
+        !matches!(self, TargetKind::Etcd | TargetKind::Nats)
     }
 
     /// How a fault filesystem under its data dir treats metadata (`crate::storage`), or `None`
@@ -217,6 +229,8 @@ impl TargetKind {
         match self {
             TargetKind::Splitbrain | TargetKind::Cmd => Some(splitbrain_faultfs::Metadata::Posix),
             TargetKind::Etcd => Some(splitbrain_faultfs::Metadata::Journal),
+            // JetStream's file store: judged like etcd's (ext4's journal), see `sut::nats`.
+            TargetKind::Nats => Some(splitbrain_faultfs::Metadata::Journal),
         }
     }
 
@@ -250,6 +264,7 @@ impl TargetKind {
             )),
             (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),
             (TargetKind::Etcd, None) => Ok(Arc::new(etcd::Etcd::default())),
+            (TargetKind::Nats, None) => Ok(Arc::new(nats::Nats::default())),
         }
     }
 }
