@@ -684,3 +684,276 @@ impl Client for NatsClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A reply recorded from nats-server 2.9.10 on the wire (`MSG`/`HMSG` line, then the
+    /// header block and payload): its status, `Nats-Sequence` and `KV-Operation` headers,
+    /// payload.
+    fn fixture(name: &str) -> (Option<u16>, Option<String>, Option<String>, Vec<u8>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/nats")
+            .join(name);
+        let raw = std::fs::read(&path).expect("fixture exists");
+        let text = String::from_utf8(raw).expect("fixture is text");
+        let (line, rest) = text.split_once("\r\n").expect("protocol line");
+        if !line.starts_with("HMSG") {
+            return (None, None, None, rest.as_bytes().to_vec());
+        }
+        let (head, payload) = rest.split_once("\r\n\r\n").expect("header block");
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok());
+        let mut seq = None;
+        let mut op = None;
+        for l in lines {
+            if let Some((k, v)) = l.split_once(": ") {
+                match k {
+                    "Nats-Sequence" => seq = Some(v.to_string()),
+                    "KV-Operation" => op = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        (status, seq, op, payload.as_bytes().to_vec())
+    }
+
+    fn pub_fixture(name: &str) -> Outcome<()> {
+        let (st, _, _, p) = fixture(name);
+        decode_pub(st, &p)
+    }
+
+    fn spec(i: usize, ip: [u8; 4]) -> MemberSpec {
+        let ip = std::net::IpAddr::from(ip);
+        MemberSpec {
+            id: format!("n{i}"),
+            client_addr: SocketAddr::new(ip, 2379),
+            peer_addr: SocketAddr::new(ip, 2380),
+            routes: vec![],
+            data_dir: PathBuf::from(format!("/r/data/n{i}")),
+            log_file: PathBuf::from(format!("/r/nodes/n{i}.log")),
+            cluster_token: "t".into(),
+            extra_args: vec![],
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn config_names_the_member_routes_to_every_other_member_and_stores_in_its_data_dir() {
+        let all: Vec<MemberSpec> = (1..=3)
+            .map(|i| spec(i, [10, 213, 1, 10 + i as u8]))
+            .collect();
+        let c = render_config(&all[1], &all, "10.213.1.12:8222".parse().unwrap());
+        assert!(c.contains("server_name: \"n2\"\n"), "{c}");
+        assert!(c.contains("listen: \"10.213.1.12:2379\""), "{c}");
+        assert!(c.contains("http: \"10.213.1.12:8222\""), "{c}");
+        assert!(c.contains("store_dir: \"/r/data/n2\""), "{c}");
+        assert!(c.contains("listen: \"10.213.1.12:2380\""), "{c}");
+        assert!(c.contains("\"nats-route://10.213.1.11:2380\""), "{c}");
+        assert!(c.contains("\"nats-route://10.213.1.13:2380\""), "{c}");
+        assert!(
+            !c.contains("nats-route://10.213.1.12"),
+            "no route to itself: {c}"
+        );
+        assert!(c.contains("no_advertise: true"), "{c}");
+    }
+
+    #[test]
+    fn a_live_server_accepts_the_rendered_config() {
+        let nats = Nats::default();
+        if !nats.program.exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} missing in CI",
+                nats.program.display()
+            );
+            eprintln!("skipped: {} missing", nats.program.display());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = spec(1, [127, 0, 0, 1]);
+        m.client_addr = crate::net::proxy::free_port().unwrap();
+        m.peer_addr = crate::net::proxy::free_port().unwrap();
+        m.log_file = dir.path().join("n1.log");
+        m.data_dir = dir.path().join("n1");
+        let mut other = m.clone();
+        other.id = "n2".into();
+        let conf = dir.path().join("n1.conf");
+        std::fs::write(
+            &conf,
+            render_config(&m, &[m.clone(), other], "127.0.0.1:1".parse().unwrap()),
+        )
+        .unwrap();
+        let out = std::process::Command::new(&nats.program)
+            .args(["-t", "-c"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nats-server -t rejects the config: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn bucket_has_history_one_replicas_capped_at_five_and_direct_only_when_asked() {
+        assert_eq!([1, 3, 5, 7].map(replicas), [1, 3, 5, 5]);
+        let c = bucket_config(3, ReadMode::Leader);
+        assert_eq!(c["name"], STREAM);
+        assert_eq!(c["subjects"][0], "$KV.sb.>");
+        assert_eq!(c["max_msgs_per_subject"], 1);
+        assert_eq!(c["num_replicas"], 3);
+        assert_eq!(c["allow_direct"], false);
+        assert_eq!(bucket_config(5, ReadMode::Direct)["allow_direct"], true);
+    }
+
+    #[test]
+    fn read_mode_option_is_taken_out_of_the_server_arguments_and_bad_ones_are_named() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = parse_options(&args(&["--debug", "read=direct"])).unwrap();
+        assert_eq!(
+            (o.read, o.server_args),
+            (ReadMode::Direct, args(&["--debug"]))
+        );
+        assert_eq!(parse_options(&[]).unwrap().read, ReadMode::Leader);
+        let e = parse_options(&args(&["read=follower"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("read=follower") && e.contains("read=leader"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn maps_recorded_acks_to_ok_and_wrong_last_sequence_to_cas_mismatch() {
+        assert_eq!(pub_fixture("pub_ok.txt"), Outcome::Ok(()));
+        assert_eq!(pub_fixture("pub_duplicate.txt"), Outcome::Ok(()));
+        assert_eq!(pub_fixture("pub_expected_ok.txt"), Outcome::Ok(()));
+        assert_eq!(
+            pub_fixture("pub_wrong_last_sequence.txt"),
+            Outcome::Fail("cas-mismatch".into())
+        );
+        assert_eq!(
+            pub_fixture("pub_wrong_stream.txt"),
+            Outcome::Fail("10060 expected stream does not match".into())
+        );
+    }
+
+    #[test]
+    fn maps_no_responders_and_stream_not_found_to_fail() {
+        assert_eq!(
+            pub_fixture("pub_no_responders.txt"),
+            Outcome::Fail("no-responders".into())
+        );
+        // The same error body answering a publish: rejected before storing.
+        assert_eq!(
+            pub_fixture("msg_get_stream_not_found.txt"),
+            Outcome::Fail("10059 stream not found".into())
+        );
+        let (st, _, _, p) = fixture("msg_get_stream_not_found.txt");
+        assert_eq!(
+            decode_msg_get(st, &p),
+            Outcome::Fail("10059 stream not found".into())
+        );
+    }
+
+    #[test]
+    fn maps_timeouts_and_unknown_errors_to_info_for_writes_and_fail_for_reads() {
+        assert_eq!(
+            request_error::<()>(RequestErrorKind::TimedOut, true),
+            Outcome::Info("timeout".into())
+        );
+        assert_eq!(
+            request_error::<()>(RequestErrorKind::TimedOut, false),
+            Outcome::Fail("timeout".into())
+        );
+        assert_eq!(
+            request_error::<()>(RequestErrorKind::Other, true),
+            Outcome::Info("connection".into())
+        );
+        assert_eq!(
+            request_error::<()>(RequestErrorKind::NoResponders, true),
+            Outcome::Fail("no-responders".into())
+        );
+        // "JetStream system temporarily unavailable" (no leader) answering a publish: the
+        // server does not say whether it was stored, so info; answering a read: fail.
+        assert_eq!(
+            pub_fixture("msg_get_no_leader.txt"),
+            Outcome::Info("10008 JetStream system temporarily unavailable".into())
+        );
+        let (st, _, _, p) = fixture("msg_get_no_leader.txt");
+        assert_eq!(
+            decode_msg_get(st, &p),
+            Outcome::Fail("10008 JetStream system temporarily unavailable".into())
+        );
+        assert!(matches!(decode_pub(None, b"garbage"), Outcome::Info(_)));
+    }
+
+    #[test]
+    fn reads_recorded_leader_and_direct_gets() {
+        let (st, _, _, p) = fixture("msg_get_ok.txt");
+        assert_eq!(decode_msg_get(st, &p), Outcome::Ok(Some((1, "7".into()))));
+        let (st, _, _, p) = fixture("msg_get_absent.txt");
+        assert_eq!(decode_msg_get(st, &p), Outcome::Ok(None));
+        let (st, seq, op, p) = fixture("direct_get_ok.txt");
+        assert_eq!(
+            decode_direct_get(st, seq.as_deref(), op.as_deref(), &p),
+            Outcome::Ok(Some((1, "7".into())))
+        );
+        let (st, seq, op, p) = fixture("direct_get_absent.txt");
+        assert_eq!(st, Some(404));
+        assert_eq!(
+            decode_direct_get(st, seq.as_deref(), op.as_deref(), &p),
+            Outcome::Ok(None)
+        );
+        // A lone replica (the other two killed) still answers a direct get from its store.
+        let (st, seq, op, p) = fixture("direct_get_no_leader.txt");
+        assert_eq!(
+            decode_direct_get(st, seq.as_deref(), op.as_deref(), &p),
+            Outcome::Ok(Some((2, "8".into())))
+        );
+        assert!(matches!(
+            decode_direct_get(Some(408), None, None, b""),
+            Outcome::Fail(_)
+        ));
+        assert_eq!(
+            decode_direct_get(None, Some("3"), Some("DEL"), b""),
+            Outcome::Ok(None)
+        );
+    }
+
+    #[test]
+    fn finds_the_stream_leader_and_meta_leader_in_recorded_jsz() {
+        let read = |f: &str| -> Value {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/nats")
+                .join(f);
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        let mut roles = vec![];
+        for id in ["n1", "n2", "n3"] {
+            let j = parse_jsz(&read(&format!("jsz_{id}.json")), id);
+            assert!(j.stream_exists);
+            assert_eq!(j.meta_leader.as_deref(), Some("n3"));
+            assert_eq!(j.status.leader.as_deref(), Some("n1"), "{id}");
+            roles.push(j.status.role.unwrap());
+        }
+        assert_eq!(roles, ["leader", "follower", "follower"]);
+        let before: Value = serde_json::json!({"meta_cluster": {"leader": "n2"}});
+        let j = parse_jsz(&before, "n1");
+        assert!(!j.stream_exists);
+        assert_eq!(j.meta_leader.as_deref(), Some("n2"));
+        assert_eq!(
+            (j.status.leader, j.status.role.as_deref()),
+            (None, Some("candidate"))
+        );
+    }
+}
