@@ -214,7 +214,7 @@ impl SuiteFile {
             if !crate::sut::TargetKind::parse(t).is_some_and(|k| k.builtin()) {
                 return Err(field(
                     "targets",
-                    &format!("unknown target {t:?} (expected splitbrain or etcd)"),
+                    &format!("unknown target {t:?} (expected splitbrain, etcd or nats)"),
                 ));
             }
         }
