@@ -24,7 +24,7 @@
 //! rate = 0                  # optional
 //! nemesis_interval = 3      # optional
 //! recovery_time = 3         # optional
-//! [nets]                    # optional: --net per target (default proxy, etcd: netns)
+//! [nets]                    # optional: --net per target (default proxy, etcd and nats: netns)
 //! etcd = "netns"
 //! ```
 //!

@@ -45,7 +45,10 @@
 //!   that key came after the one read, whose value was `from`. The cas therefore takes effect
 //!   atomically at the update's commit, on a key that still holds `from`. A stale read only
 //!   makes the guard fail (err_code 10071 "wrong last sequence": `fail`, it was rejected
-//!   before being stored);
+//!   before being stored). The argument needs the guard to be checked against every message
+//!   ordered before it in the stream; nats-server 2.9.10 checks it against what its leader
+//!   has applied, so a guarded update right behind a put of the same key still in flight is
+//!   accepted: a lost update the checker reports (README.md, `scripts/nats-cas-race.py`);
 //! - `append` = the same guarded read-modify-write of a JSON list (absent key: expected
 //!   sequence 0), retried up to [`APPEND_ATTEMPTS`] times on a moved revision, then `fail`.
 //!
