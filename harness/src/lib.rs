@@ -12,7 +12,7 @@
 //!   the flags `test`, `suite` and `bench` share ([`plan::PlanArgs`]).
 //! - [`runner`]: one test run from its plan to its outcome (`run_test(plan, cancel,
 //!   progress)`), phase by phase, with a cancellation token and a progress observer passed in.
-//! - [`sut`]: the systems under test (`splitbrain`, `etcd`, `cmd`): how to start a member, a
+//! - [`sut`]: the systems under test (`splitbrain`, `etcd`, `cmd`, `nats`): how to start a member, a
 //!   [`sut::Client`] per member, and what a member says about itself.
 //! - [`cluster`]: the members: start, kill, pause, resume, restart, status, leader.
 //! - [`host`]: where member processes run and how they are supervised ([`host::Host`]: spawn,

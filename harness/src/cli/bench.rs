@@ -1,4 +1,4 @@
-//! `splitbrain bench [--target splitbrain,etcd] [--json]`: the same operations without faults,
+//! `splitbrain bench [--target splitbrain,etcd,nats] [--json]`: the same operations without faults,
 //! for a fixed time, per target in one run, side by side.
 //!
 //! For each target a fresh cluster (`--nodes`, default 3) is started on loopback with direct
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 /// Arguments of `splitbrain bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Comma list of targets (splitbrain, etcd); ratios are to the first.
+    /// Comma list of targets (splitbrain, etcd, nats); ratios are to the first.
     #[arg(long, default_value = "splitbrain,etcd")]
     pub target: String,
     /// Members per cluster.

@@ -24,7 +24,7 @@
 //! rate = 0                  # optional
 //! nemesis_interval = 3      # optional
 //! recovery_time = 3         # optional
-//! [nets]                    # optional: --net per target (default proxy, etcd: netns)
+//! [nets]                    # optional: --net per target (default proxy, etcd and nats: netns)
 //! etcd = "netns"
 //! ```
 //!
@@ -214,7 +214,7 @@ impl SuiteFile {
             if !crate::sut::TargetKind::parse(t).is_some_and(|k| k.builtin()) {
                 return Err(field(
                     "targets",
-                    &format!("unknown target {t:?} (expected splitbrain or etcd)"),
+                    &format!("unknown target {t:?} (expected splitbrain, etcd or nats)"),
                 ));
             }
         }

@@ -20,11 +20,13 @@
 //! - `etcd`, `cmd`: see their modules (issue 6).
 //! - `maelstrom`: Maelstrom lin-kv nodes over stdin/stdout; lives in `crate::maelstrom`, since
 //!   the harness is also their network and their processes' host.
+//! - `nats`: NATS JetStream key-value on Debian's `nats-server` (issue 11).
 //!
 //! Async methods return boxed futures ([`BoxFuture`]) so that targets can be trait objects.
 
 pub mod cmd;
 pub mod etcd;
+pub mod nats;
 pub mod splitbrain;
 
 use std::future::Future;
@@ -208,14 +210,17 @@ pub enum TargetKind {
     /// A Maelstrom lin-kv node (`--node-cmd`): stdin/stdout JSON, the harness is its network
     /// (`crate::maelstrom`).
     Maelstrom,
+    /// Debian's nats-server 2.9: JetStream key-value (`--node-arg read=leader|direct`).
+    Nats,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 4] = [
+    pub const ALL: [TargetKind; 5] = [
         TargetKind::Splitbrain,
         TargetKind::Etcd,
         TargetKind::Cmd,
         TargetKind::Maelstrom,
+        TargetKind::Nats,
     ];
 
     /// The `--target` name.
@@ -225,6 +230,7 @@ impl TargetKind {
             TargetKind::Etcd => "etcd",
             TargetKind::Cmd => "cmd",
             TargetKind::Maelstrom => "maelstrom",
+            TargetKind::Nats => "nats",
         }
     }
 
@@ -236,8 +242,10 @@ impl TargetKind {
     /// True if its members dial the peer addresses the harness gives each of them, so that a
     /// network can put a proxy on every directed link. etcd dials the peer URLs of its
     /// membership (the same for every member), so per-link proxies cannot reach its links.
+    /// NATS routes are one connection per pair used both ways, and members gossip their own
+    /// route addresses: a per-link proxy cannot cut one direction, nor reliably a link.
     pub fn peer_links_proxyable(self) -> bool {
-        !matches!(self, TargetKind::Etcd)
+        !matches!(self, TargetKind::Etcd | TargetKind::Nats)
     }
 
     /// How a fault filesystem under its data dir treats metadata (`crate::storage`), or `None`
@@ -250,6 +258,8 @@ impl TargetKind {
             TargetKind::Etcd => Some(splitbrain_faultfs::Metadata::Journal),
             // Maelstrom nodes keep no disk state.
             TargetKind::Maelstrom => None,
+            // JetStream's file store: judged like etcd's (ext4's journal), see `sut::nats`.
+            TargetKind::Nats => Some(splitbrain_faultfs::Metadata::Journal),
         }
     }
 
@@ -290,6 +300,7 @@ impl TargetKind {
             )),
             (TargetKind::Splitbrain, None) => Ok(Arc::new(splitbrain::Splitbrain::current_exe())),
             (TargetKind::Etcd, None) => Ok(Arc::new(etcd::Etcd::default())),
+            (TargetKind::Nats, None) => Ok(Arc::new(nats::Nats::default())),
         }
     }
 }
