@@ -504,7 +504,12 @@ impl TestPlan {
                     h.entries.len()
                 ));
             }
-            if self.uses_fault_fs() || self.nemesis.kinds().any(|k| k.name().starts_with("corrupt")) {
+            if self.uses_fault_fs()
+                || self
+                    .nemesis
+                    .kinds()
+                    .any(|k| k.name().starts_with("corrupt"))
+            {
                 return Err(format!(
                     "{} needs the members' data dirs on this machine; not with --hosts",
                     if self.fault_fs {

@@ -287,7 +287,10 @@ fn corrupt_length_catches_the_torn_tail_any_damage_bug_and_the_correct_node_refu
     let mut with_bug = args.to_vec();
     with_bug.extend(["--node-arg=--bug", "--node-arg=torn-tail-any-damage"]);
     let (code, stdout) = run_in(buggy.path(), &with_bug);
-    assert_eq!(code, 1, "the old rules must lose acknowledged writes:\n{stdout}");
+    assert_eq!(
+        code, 1,
+        "the old rules must lose acknowledged writes:\n{stdout}"
+    );
     let starts = nemesis_values(&history(buggy.path()), "start-corrupt");
     assert!(
         starts.iter().all(|v| v["mode"] == "length-flip"
