@@ -474,6 +474,11 @@ fn compile_with(
                 m.inputs.push(input);
             }
             if reduce {
+                let info: Vec<bool> = kept
+                    .iter()
+                    .map(|&i| ops[i].status == OpStatus::Info)
+                    .collect();
+                m.drop_unobserved_info(&mut kept, &info);
                 m.add_order_hints();
             }
             Ok((kept, Compiled::AppendKv(m)))
@@ -581,7 +586,89 @@ impl AppendKvModel {
     }
 }
 
+/// The unique parse of `text` into words of `dict` (a prefix code; `lens` its distinct word
+/// lengths, ascending), or `None` if it has none.
+fn parse_words<'a>(
+    text: &'a str,
+    dict: &std::collections::HashSet<&str>,
+    lens: &[usize],
+) -> Option<Vec<&'a str>> {
+    let mut words = Vec::new();
+    let mut pos = 0;
+    while pos < text.len() {
+        let w = lens
+            .iter()
+            .find_map(|&l| text.get(pos..pos + l).filter(|w| dict.contains(w)))?;
+        words.push(w);
+        pos += w.len();
+    }
+    Some(words)
+}
+
 impl AppendKvModel {
+    /// Drops `info` puts and appends whose value no get's result contains.
+    ///
+    /// Claim (when every written value is non-empty and the distinct values form a prefix
+    /// code, so each get's result has one parse into written values, and every get parses):
+    /// removing such an op does not change the verdict. Without it a linearization is one
+    /// with it never taking effect (allowed for `info`). Conversely, take a linearization in
+    /// which it takes effect: from there until the next put, every state contains its value
+    /// as a word of the state's parse (a put's value starts the state, an append's stays in
+    /// it), so no get is linearized in that stretch; deleting the op changes only states no
+    /// get reads, and the state after the next put not at all. Each such op otherwise
+    /// doubles the search (applied or not): 17 of them on one key ran a check past its
+    /// deadline in CI. `info` flags the inputs' ops, in order; `kept` shrinks with them.
+    fn drop_unobserved_info(&mut self, kept: &mut Vec<usize>, info: &[bool]) {
+        if !info.iter().any(|&b| b) {
+            return;
+        }
+        let keep: Vec<bool> = {
+            let strings = self.strings.borrow();
+            let value = |inp: &AppInput| -> Option<String> {
+                match inp {
+                    AppInput::Put(v) => Some(strings[*v as usize].clone()),
+                    AppInput::Append { elem, .. } => Some(elem.clone()),
+                    AppInput::Get(_) => None,
+                }
+            };
+            let values: Vec<Option<String>> = self.inputs.iter().map(value).collect();
+            let mut words: Vec<&str> = values.iter().flatten().map(String::as_str).collect();
+            if words.iter().any(|w| w.is_empty()) {
+                return;
+            }
+            words.sort_unstable();
+            words.dedup();
+            if words.windows(2).any(|p| p[1].starts_with(p[0])) {
+                return;
+            }
+            let dict: std::collections::HashSet<&str> = words.iter().copied().collect();
+            let mut lens: Vec<usize> = words.iter().map(|w| w.len()).collect();
+            lens.sort_unstable();
+            lens.dedup();
+            let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+            for inp in &self.inputs {
+                if let AppInput::Get(g) = inp {
+                    let Some(ws) = parse_words(&strings[*g as usize], &dict, &lens) else {
+                        return; // a get no writes explain: leave everything to the proofs
+                    };
+                    seen.extend(ws);
+                }
+            }
+            values
+                .iter()
+                .zip(info)
+                .map(|(v, &inf)| !inf || v.as_deref().is_none_or(|w| seen.contains(w)))
+                .collect()
+        };
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        let mut it = keep.iter();
+        kept.retain(|_| *it.next().unwrap());
+        let mut it = keep.iter();
+        self.inputs.retain(|_| *it.next().unwrap());
+    }
+
     fn intern(&self, s: String) -> u32 {
         let mut ids = self.ids.borrow_mut();
         if let Some(&i) = ids.get(&s) {
@@ -871,6 +958,143 @@ impl SearchModel for AppendKvModel {
                         op: g,
                         with: vec![p],
                         fact: "it shows no put, but a put completed before it began".into(),
+                    });
+                }
+            }
+        }
+        self.refute_pairs(calls, rets)
+    }
+}
+
+impl AppendKvModel {
+    /// Facts about two gets (see [`SearchModel::refute`]; same conditions). A get that shows
+    /// put `p` (the only op writing its value) reads a state of the *stretch* of `p`: after
+    /// `p`, before the next put. A get that shows no put reads the first stretch, before any
+    /// put. In a stretch the state only grows (appends), and the stretches follow one another.
+    /// So, soundly for any linearization:
+    ///
+    /// 4. Two gets of one stretch read results of which one extends the other.
+    /// 5. A get of a stretch that completed before another get of the same stretch began
+    ///    shows no more than it.
+    /// 6. An append (the only writer of its value) is shown only by gets of one stretch.
+    /// 7. The first stretch's gets never begin after a get of another stretch completed; and
+    ///    two stretches are not each read (completed) before the other is read (begun).
+    fn refute_pairs(&self, calls: &[u64], rets: &[u64]) -> Option<Refutation> {
+        let strings = self.strings.borrow();
+        let text = |g: usize| match &self.inputs[g] {
+            AppInput::Get(v) => strings[*v as usize].as_str(),
+            _ => "",
+        };
+        // Gets by stretch (`None`: the first), for the gets whose stretch is known.
+        let mut stretches: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+        let mut stretch_of_append: HashMap<usize, (Option<usize>, usize)> = HashMap::new();
+        for gp in &self.parses {
+            let (true, Some(st)) = (gp.parsed, gp.shows) else {
+                continue;
+            };
+            if rets[gp.get] == u64::MAX {
+                continue;
+            }
+            stretches.entry(st).or_default().push(gp.get);
+            for &a in &gp.appends {
+                match stretch_of_append.get(&a) {
+                    None => {
+                        stretch_of_append.insert(a, (st, gp.get));
+                    }
+                    Some(&(other, g)) if other != st => {
+                        return Some(Refutation {
+                            op: gp.get,
+                            with: vec![g, a],
+                            fact: "it and another read show the same append after different \
+                                   puts, but an append takes effect once"
+                                .into(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut keys: Vec<Option<usize>> = stretches.keys().copied().collect();
+        keys.sort_unstable();
+        for st in &keys {
+            let gets = &stretches[st];
+            let mut by_len = gets.clone();
+            by_len.sort_by_key(|&g| (text(g).len(), g));
+            for w in by_len.windows(2) {
+                if !text(w[1]).starts_with(text(w[0])) {
+                    return Some(Refutation {
+                        op: w[1],
+                        with: vec![w[0]],
+                        fact: "it and another read show the same put (or none) but neither \
+                               result extends the other, and between two puts the value only \
+                               grows"
+                            .into(),
+                    });
+                }
+            }
+            // Fact 5: a sweep in invocation order over the gets completed before each one.
+            let mut by_call = gets.clone();
+            by_call.sort_by_key(|&g| (calls[g], g));
+            let mut by_ret = gets.clone();
+            by_ret.sort_by_key(|&g| (rets[g], g));
+            let mut done = 0;
+            let mut longest: Option<usize> = None;
+            for &g in &by_call {
+                while done < by_ret.len() && rets[by_ret[done]] < calls[g] {
+                    let d = by_ret[done];
+                    if longest.is_none_or(|l| text(d).len() > text(l).len()) {
+                        longest = Some(d);
+                    }
+                    done += 1;
+                }
+                if let Some(l) = longest.filter(|&l| text(l).len() > text(g).len()) {
+                    return Some(Refutation {
+                        op: g,
+                        with: vec![l],
+                        fact: "it shows less than a read of the same put (or none) that \
+                               completed before it began, and between two puts the value only \
+                               grows"
+                            .into(),
+                    });
+                }
+            }
+        }
+        // Fact 7, over the stretches' earliest completion and latest invocation.
+        if keys.len() < 2 || keys.len() > 3000 {
+            return None;
+        }
+        let first_done = |st: &Option<usize>| {
+            let g = *stretches[st].iter().min_by_key(|&&g| (rets[g], g)).unwrap();
+            (rets[g], g)
+        };
+        let last_begun = |st: &Option<usize>| {
+            let g = *stretches[st].iter().max_by_key(|&&g| (calls[g], g)).unwrap();
+            (calls[g], g)
+        };
+        let ends: Vec<((u64, usize), (u64, usize))> =
+            keys.iter().map(|k| (first_done(k), last_begun(k))).collect();
+        for (i, x) in keys.iter().enumerate() {
+            for (j, y) in keys.iter().enumerate().skip(i + 1) {
+                let ((xr, xg), (xc, xl)) = ends[i];
+                let ((yr, yg), (yc, yl)) = ends[j];
+                let first = |s: &Option<usize>| s.is_none();
+                if (first(y) && xr < yc) || (first(x) && yr < xc) {
+                    let (late, other) = if first(y) { (yl, xg) } else { (xl, yg) };
+                    return Some(Refutation {
+                        op: late,
+                        with: vec![other],
+                        fact: "it shows no put, but a read showing a put completed before it \
+                               began"
+                            .into(),
+                    });
+                }
+                if xr < yc && yr < xc {
+                    return Some(Refutation {
+                        op: yl,
+                        with: vec![xg, yg, xl],
+                        fact: "reads of two puts' stretches are each completed before the other \
+                               stretch is read, but the stretches follow one another"
+                            .into(),
                     });
                 }
             }
