@@ -1068,11 +1068,16 @@ impl AppendKvModel {
             (rets[g], g)
         };
         let last_begun = |st: &Option<usize>| {
-            let g = *stretches[st].iter().max_by_key(|&&g| (calls[g], g)).unwrap();
+            let g = *stretches[st]
+                .iter()
+                .max_by_key(|&&g| (calls[g], g))
+                .unwrap();
             (calls[g], g)
         };
-        let ends: Vec<((u64, usize), (u64, usize))> =
-            keys.iter().map(|k| (first_done(k), last_begun(k))).collect();
+        let ends: Vec<((u64, usize), (u64, usize))> = keys
+            .iter()
+            .map(|k| (first_done(k), last_begun(k)))
+            .collect();
         for (i, x) in keys.iter().enumerate() {
             for (j, y) in keys.iter().enumerate().skip(i + 1) {
                 let ((xr, xg), (xc, xl)) = ends[i];

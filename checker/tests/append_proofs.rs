@@ -18,13 +18,23 @@ use std::time::Duration;
 fn hist(wide: u64, evs: &[(u64, &str, &str, Value)]) -> History {
     let mut all: Vec<(u64, String, String, Value)> = Vec::new();
     for w in 0..wide {
-        all.push((100 + w, "invoke".into(), "append".into(), json!(format!("w{w};"))));
+        all.push((
+            100 + w,
+            "invoke".into(),
+            "append".into(),
+            json!(format!("w{w};")),
+        ));
     }
     for (p, t, f, v) in evs {
         all.push((*p, t.to_string(), f.to_string(), v.clone()));
     }
     for w in 0..wide {
-        all.push((100 + w, "ok".into(), "append".into(), json!(format!("w{w};"))));
+        all.push((
+            100 + w,
+            "ok".into(),
+            "append".into(),
+            json!(format!("w{w};")),
+        ));
     }
     let events = all
         .into_iter()

@@ -24,8 +24,9 @@ pub mod remote;
 
 use crate::nemesis::{Kind, Needs};
 use crate::sut::MemberCommand;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// A directed link: traffic from `.0` to `.1` (member ids).
@@ -71,6 +72,103 @@ pub trait LinkControl: Send + Sync {
     /// `None` on networks that only see connections or packets.
     fn messages(&self) -> Option<message::relay::RelayControl> {
         None
+    }
+}
+
+/// The faults of a network whose links are firewall rules rewritten whole on every change
+/// (`netns`, `ssh`): the cut links, and the share of packets dropped per link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub cuts: BTreeSet<Link>,
+    pub loss: BTreeMap<Link, f64>,
+}
+
+impl Rules {
+    /// The first loss outside `[0, 1]`, if any.
+    pub fn bad_loss(&self) -> Option<f64> {
+        self.loss
+            .values()
+            .copied()
+            .find(|p| !(0.0..=1.0).contains(p))
+    }
+}
+
+/// The [`Rules`] in force on a rule-based network, and the one way to change them: a change
+/// edits a copy, the network applies the copy (to every member's table), and the copy becomes
+/// the rules in force. Changes are serialized (one at a time, so two nemeses never lose each
+/// other's edits). A change whose applying failed after some member's table was written is
+/// recorded too (the next change rewrites every table whole anyway, and [`RuleState::rules`]
+/// says what was asked for); one refused before any table was written is not.
+#[derive(Debug, Default)]
+pub struct RuleState(Mutex<Rules>);
+
+impl RuleState {
+    /// The rules in force.
+    pub fn rules(&self) -> Rules {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Edits the rules with `edit`, hands them to `apply` and records them unless `apply`
+    /// says they were refused (`Err((e, false))`: nothing was written) — `Err((e, true))`
+    /// means some member's table was written.
+    pub fn change<E>(
+        &self,
+        edit: impl FnOnce(&mut Rules),
+        apply: impl FnOnce(&Rules) -> Result<(), (E, bool)>,
+    ) -> Result<(), E> {
+        // Plain data behind the lock: a poisoned lock still holds usable rules.
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = state.clone();
+        edit(&mut next);
+        match apply(&next) {
+            Ok(()) => {
+                *state = next;
+                Ok(())
+            }
+            Err((e, written)) => {
+                if written {
+                    *state = next;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`LinkControl::set_cuts`] of a rule-based network: `cuts` replace the cut links, loss
+    /// stays.
+    pub fn set_cuts<E: Into<anyhow::Error>>(
+        &self,
+        cuts: &BTreeSet<Link>,
+        apply: impl FnOnce(&Rules) -> Result<(), (E, bool)>,
+    ) -> anyhow::Result<()> {
+        self.change(|r| r.cuts = cuts.clone(), apply)
+            .map_err(Into::into)
+    }
+
+    /// [`LinkControl::set_faults`] of a rule-based network, which can drop packets but not
+    /// delay them: `no_delay` is the error for a delay or jitter.
+    pub fn set_faults<E: Into<anyhow::Error>>(
+        &self,
+        link: &Link,
+        faults: LinkFaults,
+        no_delay: &str,
+        apply: impl FnOnce(&Rules) -> Result<(), (E, bool)>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            faults.delay.is_zero() && faults.jitter.is_zero(),
+            "{no_delay}"
+        );
+        self.change(
+            |r| {
+                if faults.loss > 0.0 {
+                    r.loss.insert(link.clone(), faults.loss);
+                } else {
+                    r.loss.remove(link);
+                }
+            },
+            apply,
+        )
+        .map_err(Into::into)
     }
 }
 
@@ -169,5 +267,111 @@ impl NetKind {
         } else {
             "cannot cut links"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn link(a: &str, b: &str) -> Link {
+        (a.into(), b.into())
+    }
+
+    fn ok(_: &Rules) -> Result<(), (anyhow::Error, bool)> {
+        Ok(())
+    }
+
+    #[test]
+    fn cuts_keep_the_loss_and_faults_keep_the_cuts() {
+        let s = RuleState::default();
+        let lossy = LinkFaults {
+            loss: 0.3,
+            ..LinkFaults::default()
+        };
+        s.set_faults(&link("n1", "n2"), lossy, "no delay", ok)
+            .unwrap();
+        s.set_cuts(&[link("n2", "n3")].into(), ok).unwrap();
+        let r = s.rules();
+        assert_eq!(r.cuts, [link("n2", "n3")].into());
+        assert_eq!(r.loss, [(link("n1", "n2"), 0.3)].into());
+        s.set_faults(&link("n1", "n2"), LinkFaults::default(), "no delay", ok)
+            .unwrap();
+        assert!(s.rules().loss.is_empty());
+        assert_eq!(s.rules().cuts, [link("n2", "n3")].into());
+    }
+
+    #[test]
+    fn a_refused_change_is_not_recorded_but_a_half_written_one_is() {
+        let s = RuleState::default();
+        let refused = s.set_cuts(&[link("a", "b")].into(), |_| {
+            Err((anyhow::anyhow!("no table"), false))
+        });
+        assert!(refused.unwrap_err().to_string().contains("no table"));
+        assert!(s.rules().cuts.is_empty());
+        let half = s.set_cuts(&[link("a", "b")].into(), |_| {
+            Err((anyhow::anyhow!("host b unreachable"), true))
+        });
+        assert!(half.is_err());
+        assert_eq!(s.rules().cuts, [link("a", "b")].into());
+        let delay = LinkFaults {
+            delay: Duration::from_millis(5),
+            ..LinkFaults::default()
+        };
+        let e = s.set_faults(
+            &link("a", "b"),
+            delay,
+            "cannot delay here",
+            |_| -> Result<(), (anyhow::Error, bool)> {
+                panic!("a delay must be refused before applying")
+            },
+        );
+        assert_eq!(e.unwrap_err().to_string(), "cannot delay here");
+    }
+
+    #[test]
+    fn loss_outside_zero_to_one_is_found() {
+        let mut r = Rules::default();
+        assert_eq!(r.bad_loss(), None);
+        r.loss.insert(link("a", "b"), 1.5);
+        assert_eq!(r.bad_loss(), Some(1.5));
+    }
+
+    #[test]
+    fn concurrent_changes_never_lose_each_others_edits() {
+        // One thread sets loss on 200 links while another rewrites the cuts, with a slow
+        // apply in between: serialized changes keep every loss.
+        let s = Arc::new(RuleState::default());
+        let slow = |_: &Rules| -> Result<(), (anyhow::Error, bool)> {
+            std::thread::yield_now();
+            Ok(())
+        };
+        let a = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let f = LinkFaults {
+                        loss: 0.5,
+                        ..LinkFaults::default()
+                    };
+                    s.set_faults(&link("n1", &format!("m{i}")), f, "", slow)
+                        .unwrap();
+                }
+            })
+        };
+        let b = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    s.set_cuts(&[link("n2", &format!("c{i}"))].into(), slow)
+                        .unwrap();
+                }
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(s.rules().loss.len(), 200);
+        assert_eq!(s.rules().cuts, [link("n2", "c199")].into());
     }
 }

@@ -29,7 +29,7 @@
 //! dead run's pid has been reused by another live process, its namespaces wait until that one
 //! is gone too.) The random loss rules use the kernel's `numgen random`, not the run's seed.
 
-use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
+use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network, RuleState, Rules};
 use crate::sut::MemberCommand;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -37,7 +37,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 
 /// Where members serve clients inside their namespace.
 pub const CLIENT_PORT: u16 = 2379;
@@ -77,7 +76,7 @@ pub struct Netns {
     removed: bool,
     shared_port: bool,
     /// The rules in force: cut links and loss per link.
-    state: Mutex<(BTreeSet<Link>, BTreeMap<Link, f64>)>,
+    rules: RuleState,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -201,7 +200,7 @@ impl Netns {
             members: members.to_vec(),
             removed: false,
             shared_port,
-            state: Mutex::default(),
+            rules: RuleState::default(),
         };
         if let Err(e) = me.build() {
             me.remove();
@@ -307,25 +306,39 @@ impl Netns {
 
     /// Replaces every member's rules with `cuts` and a loss probability per directed link.
     pub fn apply_links(&self, cuts: &BTreeSet<Link>, loss: &BTreeMap<Link, f64>) -> Result<()> {
-        for (&p, _) in loss.values().zip(loss.keys()) {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(NetnsError::BadLoss(p));
-            }
+        self.rules.change(
+            |r| {
+                *r = Rules {
+                    cuts: cuts.clone(),
+                    loss: loss.clone(),
+                }
+            },
+            |r| self.write(r),
+        )
+    }
+
+    /// Writes `r` into every member's table; `Err((_, false))`: refused before any was written.
+    fn write(&self, r: &Rules) -> std::result::Result<(), (NetnsError, bool)> {
+        if let Some(p) = r.bad_loss() {
+            return Err((NetnsError::BadLoss(p), false));
         }
-        for (a, b) in cuts.iter().chain(loss.keys()) {
-            self.ip_of(a)?;
-            self.ip_of(b)?;
+        for (a, b) in r.cuts.iter().chain(r.loss.keys()) {
+            self.ip_of(a).and(self.ip_of(b)).map_err(|e| (e, false))?;
         }
-        for m in &self.members {
+        let tables = self
+            .members
+            .iter()
+            .map(|m| Ok((m, self.ruleset(m, &r.cuts, &r.loss)?)))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| (e, false))?;
+        for (i, (m, table)) in tables.into_iter().enumerate() {
             run_cmd(
                 "ip",
                 &["netns", "exec", &self.ns(m), "nft", "-f", "-"],
-                Some(&self.ruleset(m, cuts, loss)?),
-            )?;
+                Some(&table),
+            )
+            .map_err(|e| (e, i > 0))?;
         }
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.0 = cuts.clone();
-        state.1 = loss.clone();
         Ok(())
     }
 
@@ -433,35 +446,20 @@ impl Network for Netns {
 
 impl LinkControl for Netns {
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
-        let loss = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone();
-        Ok(self.apply_links(cuts, &loss)?)
+        self.rules.set_cuts(cuts, |r| self.write(r))
     }
 
     fn cuts(&self) -> BTreeSet<Link> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
+        self.rules.rules().cuts
     }
 
     fn set_faults(&self, link: &Link, faults: LinkFaults) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            faults.delay.is_zero(),
-            "the netns network cannot delay packets (tc netem is missing from this kernel): use --net proxy"
-        );
-        let (cuts, mut loss) = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if faults.loss > 0.0 {
-            loss.insert(link.clone(), faults.loss);
-        } else {
-            loss.remove(link);
-        }
-        Ok(self.apply_links(&cuts, &loss)?)
+        self.rules.set_faults(
+            link,
+            faults,
+            "the netns network cannot delay packets (tc netem is missing from this kernel): use --net proxy",
+            |r| self.write(r),
+        )
     }
 
     fn heal(&self) -> anyhow::Result<()> {
@@ -566,7 +564,7 @@ mod tests {
             members: ids(3),
             removed: true,
             shared_port: false,
-            state: Mutex::default(),
+            rules: RuleState::default(),
         };
         let link = |a: &str, b: &str| (a.to_string(), b.to_string());
         let cuts: BTreeSet<Link> = [link("n1", "n2"), link("n3", "n1")].into();
@@ -726,7 +724,7 @@ mod tests {
             members: ids(2),
             removed: true,
             shared_port: false,
-            state: Mutex::default(),
+            rules: RuleState::default(),
         };
         let c = MemberCommand {
             program: "/usr/bin/etcd".into(),

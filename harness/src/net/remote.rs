@@ -17,11 +17,11 @@
 //! host (the nemesis records it in the history).
 
 use super::netns::{render_ruleset, NetnsError};
-use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
+use super::{Link, LinkControl, LinkFaults, MemberAddrs, Network, RuleState, Rules};
 use crate::host::ssh::SshHost;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Where members serve clients on their host.
 pub const CLIENT_PORT: u16 = 2379;
@@ -36,7 +36,7 @@ pub struct RemoteNet {
     /// True if the hosts were prepared for nftables (a table exists on each).
     nft: bool,
     /// The rules in force: cut links and loss per link.
-    state: Mutex<(BTreeSet<Link>, BTreeMap<Link, f64>)>,
+    rules: RuleState,
 }
 
 impl RemoteNet {
@@ -64,7 +64,7 @@ impl RemoteNet {
                 .collect(),
             shared_port,
             nft,
-            state: Mutex::default(),
+            rules: RuleState::default(),
         })
     }
 
@@ -86,30 +86,38 @@ impl RemoteNet {
         Ok(render_ruleset(id, cuts, loss, &|m| self.ip_of(m))?)
     }
 
-    /// Rewrites every host's table; tries every host, reports the first failure.
-    fn apply(&self, cuts: &BTreeSet<Link>, loss: &BTreeMap<Link, f64>) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.nft || (cuts.is_empty() && loss.is_empty()),
-            "the hosts were not prepared for link faults (no nftables table)"
-        );
-        for p in loss.values() {
-            anyhow::ensure!((0.0..=1.0).contains(p), "loss must be in [0, 1], got {p}");
+    /// Rewrites every host's table with `r`; tries every host, reports the first failure
+    /// (`Err((_, false))`: refused before any host was written).
+    fn write(&self, r: &Rules) -> Result<(), (anyhow::Error, bool)> {
+        if !self.nft && (!r.cuts.is_empty() || !r.loss.is_empty()) {
+            return Err((
+                anyhow::anyhow!("the hosts were not prepared for link faults (no nftables table)"),
+                false,
+            ));
         }
-        let mut rules = Vec::new();
+        if let Some(p) = r.bad_loss() {
+            return Err((anyhow::anyhow!("loss must be in [0, 1], got {p}"), false));
+        }
+        for (a, b) in r.cuts.iter().chain(r.loss.keys()) {
+            self.ip_of(a)
+                .and(self.ip_of(b))
+                .map_err(|e| (e.into(), false))?;
+        }
+        let mut tables = Vec::new();
         for (id, host, _) in &self.members {
-            rules.push((id, host, self.ruleset(id, cuts, loss)?));
+            let table = self.ruleset(id, &r.cuts, &r.loss).map_err(|e| (e, false))?;
+            tables.push((id, host, table));
         }
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (cuts.clone(), loss.clone());
         if !self.nft {
             return Ok(());
         }
         let mut first = None;
-        for (id, host, r) in rules {
-            if let Err(e) = host.nft(&r) {
+        for (id, host, table) in tables {
+            if let Err(e) = host.nft(&table) {
                 first.get_or_insert(e.context(format!("member {id}'s link rules")));
             }
         }
-        first.map_or(Ok(()), Err)
+        first.map_or(Ok(()), |e| Err((e, true)))
     }
 }
 
@@ -145,35 +153,20 @@ impl Network for RemoteNet {
 
 impl LinkControl for RemoteNet {
     fn set_cuts(&self, cuts: &BTreeSet<Link>) -> anyhow::Result<()> {
-        let loss = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone();
-        self.apply(cuts, &loss)
+        self.rules.set_cuts(cuts, |r| self.write(r))
     }
 
     fn cuts(&self) -> BTreeSet<Link> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .clone()
+        self.rules.rules().cuts
     }
 
     fn set_faults(&self, link: &Link, faults: LinkFaults) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            faults.delay.is_zero(),
-            "remote hosts cannot delay packets (the harness does not install tc netem rules there)"
-        );
-        let (cuts, mut loss) = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if faults.loss > 0.0 {
-            loss.insert(link.clone(), faults.loss);
-        } else {
-            loss.remove(link);
-        }
-        self.apply(&cuts, &loss)
+        self.rules.set_faults(
+            link,
+            faults,
+            "remote hosts cannot delay packets (the harness does not install tc netem rules there)",
+            |r| self.write(r),
+        )
     }
 }
 

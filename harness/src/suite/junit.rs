@@ -8,23 +8,21 @@
 
 use super::{RunResult, RunSpec, RunStatus};
 
-/// Escapes text for an XML attribute or element; drops characters XML 1.0 cannot carry.
+/// Escapes text for an XML attribute or element ([`crate::report::html::esc`], whose five
+/// entities XML shares); drops the characters XML 1.0 cannot carry, keeps a newline as `&#10;`
+/// (an attribute's value would otherwise fold it into a space) and turns tabs and carriage
+/// returns into spaces.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let carried: String = s
+        .chars()
+        .filter_map(|c| match c {
+            '\t' | '\r' => Some(' '),
+            '\n' => Some('\n'),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => None,
+            c => Some(c),
+        })
+        .collect();
+    crate::report::html::esc(&carried).replace('\n', "&#10;")
 }
 
 /// The `junit.xml` text of a suite named `suite` whose runs are `runs`.
@@ -120,7 +118,7 @@ pub(crate) mod tests {
                     "key k3: read 1 after \"write 2\"\n  at op 17",
                 ),
             ),
-            (spec("c"), mk(RunStatus::Unknown, "checker deadline")),
+            (spec("c"), mk(RunStatus::Unknown, "checker's deadline")),
             (spec("d"), mk(RunStatus::Crashed, "etcd did not start\u{1}")),
         ];
         let xml = render("smoke", "20261122T112600", &runs);
@@ -132,9 +130,17 @@ pub(crate) mod tests {
             cases[1].1.as_deref(),
             Some("failure:key k3: read 1 after \"write 2\"\n  at op 17")
         );
-        assert_eq!(cases[2].1.as_deref(), Some("error:checker deadline"));
+        assert_eq!(cases[2].1.as_deref(), Some("error:checker's deadline"));
         assert_eq!(cases[3].1.as_deref(), Some("error:etcd did not start"));
         assert!(xml.contains("failures=\"1\" errors=\"2\""));
+    }
+
+    #[test]
+    fn escape_gives_xml_entities_and_drops_what_xml_cannot_carry() {
+        assert_eq!(
+            escape("a<&>\"'\n\t\r\u{1}\u{FFFE}b"),
+            "a&lt;&amp;&gt;&quot;&#x27;&#10;  b"
+        );
     }
 
     #[test]

@@ -90,12 +90,7 @@ pub fn compare(runs: &[(RunSpec, RunResult)]) -> Vec<Row> {
         .collect()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::report::html::esc;
 
 fn opt(v: Option<f64>, digits: usize, unit: &str) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}{unit}"))

@@ -27,6 +27,10 @@ fn unescape(s: &str) -> Result<String, String> {
             "gt" => '>',
             "quot" => '"',
             "apos" => '\'',
+            e if e.starts_with("#x") => char::from_u32(
+                u32::from_str_radix(&e[2..], 16).map_err(|_| format!("bad entity {e}"))?,
+            )
+            .ok_or("bad char")?,
             e if e.starts_with('#') => {
                 char::from_u32(e[1..].parse().map_err(|_| format!("bad entity {e}"))?)
                     .ok_or("bad char")?
