@@ -713,12 +713,14 @@ fn random_op(model: ModelKind, rng: &mut StdRng) -> (&'static str, Value, Value)
     }
 }
 
+/// An op in flight: `(f, invoked value, completed value)`.
+type InFlight = (&'static str, Value, Value);
+
 fn random_history(model: ModelKind, rng: &mut StdRng) -> History {
     let n_ops = rng.gen_range(1..=7);
     let mut evs: Vec<Event> = Vec::new();
     // Per worker: its current process id and the op in flight.
-    let mut workers: Vec<(u64, Option<(&'static str, Value, Value)>)> =
-        (0..3).map(|p| (p, None)).collect();
+    let mut workers: Vec<(u64, Option<InFlight>)> = (0..3).map(|p| (p, None)).collect();
     let mut next_pid = 3;
     let mut started = 0;
     let push = |evs: &mut Vec<Event>, p: u64, kind: EventType, f: &str, value: Value| {

@@ -164,13 +164,13 @@ pub type Frames<'a> = &'a dyn Fn(&str, &[u8]) -> Vec<(u64, u32)>;
 /// A length-field flip: in a file whose target names at least two records, one bit of the
 /// length field of a record that is not the last, chosen among the bits that make the record
 /// run past the end of the file (the damage a recovery most easily mistakes for a torn write;
-/// any bit of the field if none does). `(file, size, byte offset, bit, record offset)`.
+/// any bit of the field if none does).
 fn aim_at_length_field(
     dir: &Path,
     files: &[(PathBuf, u64)],
     frames: Frames,
     rng: &mut StdRng,
-) -> anyhow::Result<Option<(PathBuf, u64, u64, u8, u64)>> {
+) -> anyhow::Result<Option<AimedFlip>> {
     let mut framed = Vec::new();
     for (rel, size) in files {
         let path = dir.join(rel);
@@ -194,13 +194,25 @@ fn aim_at_length_field(
         Some(&b) => b,
         None => rng.gen_range(0..32u8),
     };
-    Ok(Some((
-        rel.clone(),
-        *size,
-        off + u64::from(b / 8),
-        b % 8,
-        off,
-    )))
+    Ok(Some(AimedFlip {
+        file: rel.clone(),
+        size: *size,
+        offset: off + u64::from(b / 8),
+        bit: b % 8,
+        record: off,
+    }))
+}
+
+/// A bit flip [`aim_at_length_field`] chose.
+struct AimedFlip {
+    /// The file, relative to the data directory, and its size.
+    file: PathBuf,
+    size: u64,
+    /// The byte and the bit in it.
+    offset: u64,
+    bit: u8,
+    /// The offset of the record whose length field holds that byte.
+    record: u64,
 }
 
 /// Damages one file of `dir` as `mode` with choices from `rng`; durable (fsynced). Half of the
@@ -218,7 +230,7 @@ pub fn damage(dir: &Path, mode: Mode, frames: Frames, rng: &mut StdRng) -> anyho
         None
     };
     let (rel, size, offset, aimed_bit, record) = match aimed {
-        Some((rel, size, offset, bit, record)) => (rel, size, offset, Some(bit), Some(record)),
+        Some(a) => (a.file, a.size, a.offset, Some(a.bit), Some(a.record)),
         None => {
             // A uniformly random byte of the member's data: files weighted by their size.
             let total: u64 = files.iter().map(|f| f.1).sum();
