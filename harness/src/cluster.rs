@@ -52,7 +52,7 @@ pub struct Cluster {
     pub client_net: Arc<crate::client::ClientNet>,
 }
 
-pub use crate::host::{init_spawner, install_panic_hook, spawn_guarded};
+pub use crate::host::{install_panic_hook, spawn_guarded};
 
 impl Cluster {
     /// Lays out `n` members (`n1` … `nN`) under `run_dir` (`data/<id>`, `nodes/<id>.log`) with the
@@ -67,6 +67,15 @@ impl Cluster {
         seed: u64,
     ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(run_dir.join("nodes")).context("creating nodes/")?;
+        // Members this network's own threads reach only from its clients' runtime (netns):
+        // every client and status request of the run goes there.
+        let target: Arc<dyn Target> = match net.client_runtime()? {
+            Some(handle) => Arc::new(crate::sut::OnRuntime {
+                inner: target,
+                handle,
+            }),
+            None => target,
+        };
         let mut specs = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let a = net.addrs(id)?;

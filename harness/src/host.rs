@@ -159,13 +159,6 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
-/// Starts the spawner thread now, in the calling thread's namespaces. The netns network calls
-/// it before moving its thread into the clients' namespace, so that members of later runs in
-/// this process are not forked from inside that namespace.
-pub fn init_spawner() {
-    let _ = spawner();
-}
-
 /// Spawns `cmd` on the spawner thread, with the parent-death signal and its own process group.
 pub fn spawn_guarded(mut cmd: Command) -> anyhow::Result<Child> {
     // SAFETY: `getpid` is async-signal-safe.

@@ -221,19 +221,11 @@ pub fn run_test(
             .build()
             .context("starting the tokio runtime")
     };
-    if opts.net == NetKind::Netns {
-        // Every socket of the harness (clients, status) is opened inside the clients' namespace.
-        let shared = opts.sut()?.shares_client_and_peer_port();
-        return crate::net::netns::run_in_clients(&opts.member_ids(), shared, |net| {
-            runtime()?.block_on(run_async(opts, Some(net), cancel, progress))
-        });
-    }
-    runtime()?.block_on(run_async(opts, None, cancel, progress))
+    runtime()?.block_on(run_async(opts, cancel, progress))
 }
 
 async fn run_async(
     opts: &TestPlan,
-    prebuilt_net: Option<Arc<dyn Network>>,
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> anyhow::Result<RunOutcome> {
@@ -287,10 +279,10 @@ async fn run_async(
     };
     // A member that exits during start-up (most often: its port was taken between the choice
     // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
-    let can_retry = prebuilt_net.is_none() && hosted.is_none() && remote.is_none();
+    let can_retry = opts.net != NetKind::Netns && hosted.is_none() && remote.is_none();
     let mut prebuilt_net = match &remote {
         Some(r) => Some(r.net.clone() as Arc<dyn Network>),
-        None => prebuilt_net,
+        None => None,
     };
     let mut attempt = 0;
     let cluster = loop {
@@ -298,6 +290,12 @@ async fn run_async(
         let net: Arc<dyn Network> = match prebuilt_net.take() {
             Some(net) => net,
             None if hosted.is_some() => hosted.as_ref().map(|h| h.net.clone()).context("hosted")?,
+            None if opts.net == NetKind::Netns => {
+                let shared = target.shares_client_and_peer_port();
+                Arc::new(tokio::task::block_in_place(|| {
+                    crate::net::netns::Netns::create(&ids, shared)
+                })?)
+            }
             None if opts.net == NetKind::Message => Arc::new(
                 crate::net::message::network::MessageNet::start(
                     &ids,
@@ -378,14 +376,14 @@ async fn run_async(
     );
     let mut clients: Vec<Arc<dyn Client>> = Vec::new();
     for spec in &cluster.specs {
-        clients.push(target.client(spec, op_timeout)?);
+        clients.push(cluster.target.client(spec, op_timeout)?);
     }
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         // Each worker has clients of its own (its own connections), one per member.
         let mut member_clients = Vec::new();
         for spec in &cluster.specs {
-            member_clients.push(target.client(spec, op_timeout)?);
+            member_clients.push(cluster.target.client(spec, op_timeout)?);
         }
         let w = Worker {
             index: i,

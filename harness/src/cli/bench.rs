@@ -294,7 +294,7 @@ async fn bench_target(
     let clients: Vec<Arc<dyn Client>> = cluster
         .specs
         .iter()
-        .map(|s| target.client(s, timeout))
+        .map(|s| cluster.target.client(s, timeout))
         .collect::<anyhow::Result<_>>()?;
     let li = leader_index(&cluster, Duration::from_secs(10)).await?;
     let leader = clients[li].clone();
@@ -318,7 +318,7 @@ async fn bench_target(
     let fast: Vec<Arc<dyn Client>> = cluster
         .specs
         .iter()
-        .map(|s| target.client(s, Duration::from_millis(200)))
+        .map(|s| cluster.target.client(s, Duration::from_millis(200)))
         .collect::<anyhow::Result<_>>()?;
     for round in 0..args.failovers {
         let li = leader_index(&cluster, Duration::from_secs(20)).await?;

@@ -14,8 +14,10 @@
 //! - [`message`] (no root): an HTTP relay per directed link that sees every Raft message
 //!   ([`message::network::MessageNet`]); partitions are message filters, and the message
 //!   faults reach it through [`LinkControl::messages`].
-//! - [`netns`] (root): a namespace per member and nftables drop rules; the runner runs its
-//!   clients inside the clients' namespace ([`netns::run_in_clients`]).
+//! - [`netns`] (root): a namespace per member and nftables drop rules; the harness's clients
+//!   run their requests on a runtime whose threads sit in the clients' namespace
+//!   ([`Network::client_runtime`], through `crate::sut::OnRuntime`); the rest of the run stays
+//!   in the host's namespace.
 
 pub mod message;
 pub mod netns;
@@ -179,6 +181,12 @@ pub trait Network: LinkControl {
     fn name(&self) -> &'static str;
     /// The addresses of member `id`.
     fn addrs(&self, id: &str) -> anyhow::Result<MemberAddrs>;
+    /// The runtime the harness's clients must run their requests on (every socket to a
+    /// member opened there), when this network's members cannot be reached from the harness's
+    /// own threads: netns's clients' namespace. `None` (the default): any thread reaches them.
+    fn client_runtime(&self) -> anyhow::Result<Option<tokio::runtime::Handle>> {
+        Ok(None)
+    }
     /// Adjusts a member's command to run inside this network (e.g. in its namespace).
     fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
         let _ = id;

@@ -18,12 +18,14 @@
 //! Nothing is added to the host's namespace except the namespaces' names
 //! (`/var/run/netns/sb-*`). Members are started inside their namespace with
 //! `ip netns exec sb-R-<id> PROGRAM …` ([`Network::wrap_command`]; `ip` execs the program, so the pid the
-//! cluster holds is the member's). Client code runs on threads that entered the clients'
-//! namespace ([`Netns::enter_clients`], [`run_in_clients`]); threads they spawn, such
-//! as a tokio runtime's workers, inherit it.
+//! cluster holds is the member's). The harness's clients run their requests on a tokio runtime
+//! whose threads sit in the clients' namespace ([`Netns::clients_runtime`], started by a thread
+//! that entered it, whose runtime workers inherit it; `crate::sut::OnRuntime` sends every
+//! client and status request there); the rest of the run stays in the host's namespace.
 //!
 //! # Cleanup
-//! [`Netns`] deletes its namespaces when dropped (after the cluster has killed the members).
+//! [`Netns`] stops the clients' runtime and deletes its namespaces when dropped (after the
+//! cluster has killed the members).
 //! [`remove_stale`] (called by [`Netns::create`]) deletes the namespaces of runs whose process
 //! is gone: a run killed with SIGKILL leaves its namespaces, the next run removes them. (If the
 //! dead run's pid has been reused by another live process, its namespaces wait until that one
@@ -77,6 +79,74 @@ pub struct Netns {
     shared_port: bool,
     /// The rules in force: cut links and loss per link.
     rules: RuleState,
+    /// The runtime whose threads live in the clients' namespace, once started.
+    clients: std::sync::OnceLock<ClientsRuntime>,
+}
+
+/// A tokio runtime whose worker threads sit in the clients' namespace: a socket a task on it
+/// opens is opened there (the harness's own threads stay in the host's namespace). Built by
+/// a thread that entered the namespace (the workers it starts inherit it), which then waits
+/// for the shutdown signal and drops the runtime, cancelling what still runs on it.
+#[derive(Debug)]
+struct ClientsRuntime {
+    handle: tokio::runtime::Handle,
+    shutdown: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ClientsRuntime {
+    fn start(ns: String) -> Result<ClientsRuntime> {
+        let (tx, rx) = std::sync::mpsc::channel::<Result<tokio::runtime::Handle>>();
+        let (shutdown, stop) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("netns-clients".into())
+            .spawn(move || {
+                let rt = enter(&ns).and_then(|()| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .thread_name("netns-client")
+                        .enable_all()
+                        .build()
+                        .map_err(|source| NetnsError::Enter {
+                            ns: ns.clone(),
+                            source,
+                        })
+                });
+                match rt {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        // Until the network is dropped (or its sender is gone).
+                        let _ = stop.recv();
+                        rt.shutdown_background();
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|source| NetnsError::Enter {
+                ns: "clients' runtime thread".into(),
+                source,
+            })?;
+        let handle = rx.recv().map_err(|_| NetnsError::Enter {
+            ns: "clients' runtime thread".into(),
+            source: std::io::Error::other("the thread ended before starting the runtime"),
+        })??;
+        Ok(ClientsRuntime {
+            handle,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ClientsRuntime {
+    fn drop(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -201,6 +271,7 @@ impl Netns {
             removed: false,
             shared_port,
             rules: RuleState::default(),
+            clients: std::sync::OnceLock::new(),
         };
         if let Err(e) = me.build() {
             me.remove();
@@ -289,6 +360,17 @@ impl Netns {
         enter(&self.ns("cl"))
     }
 
+    /// The runtime whose threads sit in the clients' namespace (started on first use): the
+    /// harness's clients run their requests on it ([`Network::client_runtime`]).
+    pub fn clients_runtime(&self) -> Result<tokio::runtime::Handle> {
+        if let Some(c) = self.clients.get() {
+            return Ok(c.handle.clone());
+        }
+        let started = ClientsRuntime::start(self.ns("cl"))?;
+        // Another thread may have won the race: its runtime is kept, this one dropped.
+        Ok(self.clients.get_or_init(|| started).handle.clone())
+    }
+
     /// Replaces every member's rules: `cuts` are directed links `(from, to)` whose packets are
     /// dropped; `loss` is the share of packets between any two members dropped at random.
     pub fn apply(&self, cuts: &[(String, String)], loss: f64) -> Result<()> {
@@ -363,6 +445,8 @@ impl Netns {
             return;
         }
         self.removed = true;
+        // The clients' runtime first: its sockets are in a namespace about to go.
+        drop(self.clients.take());
         for ns in self.namespaces() {
             if Path::new(NETNS_DIR).join(&ns).exists() {
                 if let Err(e) = ip(&["netns", "del", &ns]) {
@@ -432,6 +516,10 @@ impl Network for Netns {
         })
     }
 
+    fn client_runtime(&self) -> anyhow::Result<Option<tokio::runtime::Handle>> {
+        Ok(Some(self.clients_runtime()?))
+    }
+
     fn wrap_command(&self, id: &str, cmd: MemberCommand) -> MemberCommand {
         let mut args = vec!["netns".to_string(), "exec".into(), self.ns(id)];
         args.push(cmd.program.display().to_string());
@@ -471,27 +559,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         self.remove();
     }
-}
-
-/// Creates the namespaces for `ids` and runs `f` on a thread inside the clients' namespace
-/// (build the tokio runtime inside `f`: its threads inherit the namespace). The namespaces are
-/// removed when `f` returns and the last handle to the network is dropped.
-pub fn run_in_clients<T: Send>(
-    ids: &[String],
-    shared_port: bool,
-    f: impl FnOnce(std::sync::Arc<Netns>) -> anyhow::Result<T> + Send,
-) -> anyhow::Result<T> {
-    let net = std::sync::Arc::new(Netns::create(ids, shared_port)?);
-    // Members are forked by one long-lived thread: create it here, outside the namespace.
-    crate::cluster::init_spawner();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            net.enter_clients()?;
-            f(net.clone())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the test thread inside the clients' namespace panicked"))?
-    })
 }
 
 /// Moves the calling thread into namespace `ns` (by name).
@@ -565,6 +632,7 @@ mod tests {
             removed: true,
             shared_port: false,
             rules: RuleState::default(),
+            clients: std::sync::OnceLock::new(),
         };
         let link = |a: &str, b: &str| (a.to_string(), b.to_string());
         let cuts: BTreeSet<Link> = [link("n1", "n2"), link("n3", "n1")].into();
@@ -591,6 +659,58 @@ mod tests {
         );
         assert!(matches!(n.apply(&[], 1.5), Err(NetnsError::BadLoss(_))));
         assert!(matches!(n.ip_of("n9"), Err(NetnsError::UnknownMember(_))));
+    }
+
+    #[test]
+    fn the_clients_runtime_reaches_members_while_the_callers_thread_stays_in_the_host_namespace() {
+        if !root() {
+            eprintln!("skipped: needs root, ip and nft");
+            return;
+        }
+        let own_ns = || std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let before = own_ns();
+        let net = Netns::create(&ids(2), false).unwrap();
+        let n1 = net.client_addr("n1").unwrap();
+        // A listener in n1's namespace that tells who connected.
+        let (peers_tx, peers) = std::sync::mpsc::channel();
+        let (up_tx, up) = std::sync::mpsc::channel();
+        let ns1 = net.ns("n1");
+        std::thread::spawn(move || {
+            enter(&ns1).expect("enter namespace");
+            let l = TcpListener::bind(n1).expect("bind in namespace");
+            up_tx.send(()).expect("test waits");
+            for s in l.incoming().flatten() {
+                let _ = peers_tx.send(s.peer_addr().map(|a| a.ip()));
+            }
+        });
+        up.recv_timeout(Duration::from_secs(5)).expect("listener up");
+        let rt = net.clients_runtime().unwrap();
+        let connect = move || async move {
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(n1))
+                .await
+                .is_ok_and(|c| c.is_ok())
+        };
+        let there = std::thread::spawn({
+            let rt = rt.clone();
+            move || rt.block_on(rt.spawn(connect())).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert!(there, "a task on the clients' runtime reaches n1");
+        let from = peers.recv_timeout(Duration::from_secs(2)).unwrap().unwrap();
+        assert_eq!(
+            from,
+            std::net::IpAddr::V4(net.client_ip()),
+            "the connection came from the clients' namespace"
+        );
+        assert_eq!(own_ns(), before, "creating the network moved no harness thread");
+        // The same runtime every time; dropping the network stops it.
+        assert!(net.clients_runtime().is_ok());
+        drop(net);
+        let after = std::thread::spawn(move || rt.block_on(rt.spawn(connect())).is_err())
+            .join()
+            .unwrap();
+        assert!(after, "the clients' runtime is shut down with the network");
     }
 
     #[test]
@@ -725,6 +845,7 @@ mod tests {
             removed: true,
             shared_port: false,
             rules: RuleState::default(),
+            clients: std::sync::OnceLock::new(),
         };
         let c = MemberCommand {
             program: "/usr/bin/etcd".into(),

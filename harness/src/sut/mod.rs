@@ -154,6 +154,102 @@ pub trait Client: Send + Sync {
     fn invoke<'a>(&'a self, op: &'a Op, request_id: &'a str) -> BoxFuture<'a, Outcome<Reply>>;
 }
 
+/// A target whose clients and status requests run on another tokio runtime (`handle`): the
+/// runtime of the network's clients' namespace (`crate::net::Network::client_runtime`), so
+/// that every socket to a member opens there while the harness's own threads stay where they
+/// are. A request dropped before it ends (the harness gave up on it) is aborted there too.
+pub struct OnRuntime {
+    pub inner: Arc<dyn Target>,
+    pub handle: tokio::runtime::Handle,
+}
+
+/// Aborts a task on another runtime when the future waiting for it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `fut` on `handle`'s runtime and waits for it here; `Err` when that runtime dropped it
+/// (it is shutting down).
+async fn on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let task = handle.spawn(fut);
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await
+}
+
+impl Target for OnRuntime {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn shares_client_and_peer_port(&self) -> bool {
+        self.inner.shares_client_and_peer_port()
+    }
+
+    fn command(&self, member: &MemberSpec, all: &[MemberSpec]) -> anyhow::Result<MemberCommand> {
+        self.inner.command(member, all)
+    }
+
+    fn client(&self, member: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
+        Ok(Arc::new(OnRuntimeClient {
+            inner: self.inner.client(member, timeout)?,
+            handle: self.handle.clone(),
+        }))
+    }
+
+    fn status<'a>(
+        &'a self,
+        member: &'a MemberSpec,
+        timeout: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<MemberStatus>> {
+        let inner = self.inner.clone();
+        let member = member.clone();
+        Box::pin(async move {
+            on(&self.handle, async move { inner.status(&member, timeout).await })
+                .await
+                .map_err(|e| anyhow::anyhow!("status request of {}: {e}", self.inner.name()))?
+        })
+    }
+
+    fn record_frames(&self, file: &str, bytes: &[u8]) -> Vec<(u64, u32)> {
+        self.inner.record_frames(file, bytes)
+    }
+
+    fn reports_leader(&self) -> bool {
+        self.inner.reports_leader()
+    }
+
+    fn ready_deadline(&self) -> Duration {
+        self.inner.ready_deadline()
+    }
+}
+
+/// A client of [`OnRuntime`].
+struct OnRuntimeClient {
+    inner: Arc<dyn Client>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Client for OnRuntimeClient {
+    fn invoke<'a>(&'a self, op: &'a Op, request_id: &'a str) -> BoxFuture<'a, Outcome<Reply>> {
+        let inner = self.inner.clone();
+        let (op, rid) = (op.clone(), request_id.to_string());
+        Box::pin(async move {
+            on(&self.handle, async move { inner.invoke(&op, &rid).await })
+                .await
+                // The clients' runtime is gone: whether the request reached the member is
+                // not known.
+                .unwrap_or_else(|e| Outcome::Info(format!("client runtime: {e}")))
+        })
+    }
+}
+
 /// Typed shorthands over [`Client::invoke`] for the integer registers (bench and tests).
 impl dyn Client + '_ {
     /// Reads an integer register (`Ok(None)`: absent); a list is `Fail`.
