@@ -102,7 +102,7 @@ impl FaultKind for MsgFaultKind {
                     p: round(rng.gen_range(0.3..1.0)),
                     mode,
                     links: mf::LinkSel::All,
-                    hold_commit: false,
+                    hold_commit: mf::HoldCommit::Off,
                 }
             }
         };
@@ -202,7 +202,7 @@ pub fn fault_fields(f: &mf::Fault) -> Value {
             mode,
             hold_commit,
             ..
-        } => json!({"p": p, "hold_commit": hold_commit, "mode": match mode {
+        } => json!({"p": p, "hold_commit": hold_commit.json(), "mode": match mode {
             TrimMode::DropOwnTerm => "own-term".to_string(),
             TrimMode::KeepAtMost(n) => format!("keep:{n}"),
             TrimMode::RandomPrefix => "random".to_string(),

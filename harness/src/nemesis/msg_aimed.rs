@@ -193,7 +193,7 @@ impl Figure8 {
             p: 1.0,
             mode: TrimMode::DropOwnTerm,
             links: LinkSel::From([l.clone()].into()),
-            hold_commit: true,
+            hold_commit: mf::HoldCommit::Drop,
         })?;
         cluster.net.set_cuts(&between(&only_m, &all))?;
         self.step(r, json!({"phase": "re-elect", "isolated": m}));
@@ -299,10 +299,13 @@ impl Fault for Figure8 {
 /// its vote to a candidate whose log is behind its own).
 ///
 /// 1. **lag**: with leader `L`, one follower `B` (drawn from the seed) gets `L`'s messages
-///    `lag_ms` late (`msg-delay` on `L → B`), and every other follower `A` never learns a
-///    commit index above the one it knew when the fault started (`msg-trim mode=all
-///    hold-commit=true` on `L → A`). `L` keeps committing and acknowledging writes that `B`
-///    does not have yet and `A` does not know are committed.
+///    `lag_ms` late (`msg-delay` on `L → B`; 60–120 ms, below the node's smallest election
+///    timeout of 150 ms, so `B` keeps hearing heartbeats and never campaigns during the lag),
+///    and every other follower `A` never learns a commit index above the one it knew when the
+///    fault started (`msg-trim mode=all hold-commit=cap` on `L → A`: appends still arrive, with
+///    their commit index lowered, so `A` keeps storing entries and never campaigns either).
+///    `L` keeps committing with `A` and acknowledging writes; those of the last `lag_ms` are
+///    not on `B` yet, and `A` does not know any of them is committed.
 /// 2. **stale election**: `L` is cut off both ways; vote requests from every `A` are dropped,
 ///    so only `B` can campaign. A correct `A` refuses `B` (its log is behind) and the cluster
 ///    waits; with `vote-any-log` `B` wins and overwrites what `L` acknowledged.
@@ -328,7 +331,7 @@ impl FaultKind for StaleVoteKind {
     fn plan(&self, _nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault> {
         Arc::new(StaleVote {
             pick_seed: rng.gen(),
-            lag_ms: rng.gen_range(300..=600),
+            lag_ms: rng.gen_range(60..=120),
             lag_hold_ms: rng.gen_range(800..=1500),
             elected_ms: rng.gen_range(1000..=2000),
             steps: Mutex::new(Vec::new()),
@@ -391,7 +394,7 @@ impl StaleVote {
             p: 1.0,
             mode: TrimMode::KeepAll,
             links: LinkSel::Links(to_a),
-            hold_commit: true,
+            hold_commit: mf::HoldCommit::Cap,
         })?;
         self.step(
             r,

@@ -683,7 +683,8 @@ mod tests {
                 let _ = peers_tx.send(s.peer_addr().map(|a| a.ip()));
             }
         });
-        up.recv_timeout(Duration::from_secs(5)).expect("listener up");
+        up.recv_timeout(Duration::from_secs(5))
+            .expect("listener up");
         let rt = net.clients_runtime().unwrap();
         let connect = move || async move {
             tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(n1))
@@ -703,7 +704,11 @@ mod tests {
             std::net::IpAddr::V4(net.client_ip()),
             "the connection came from the clients' namespace"
         );
-        assert_eq!(own_ns(), before, "creating the network moved no harness thread");
+        assert_eq!(
+            own_ns(),
+            before,
+            "creating the network moved no harness thread"
+        );
         // The same runtime every time; dropping the network stops it.
         assert!(net.clients_runtime().is_ok());
         drop(net);

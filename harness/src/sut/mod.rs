@@ -211,9 +211,12 @@ impl Target for OnRuntime {
         let inner = self.inner.clone();
         let member = member.clone();
         Box::pin(async move {
-            on(&self.handle, async move { inner.status(&member, timeout).await })
-                .await
-                .map_err(|e| anyhow::anyhow!("status request of {}: {e}", self.inner.name()))?
+            on(
+                &self.handle,
+                async move { inner.status(&member, timeout).await },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("status request of {}: {e}", self.inner.name()))?
         })
     }
 

@@ -68,6 +68,10 @@ pub trait WireMessage: Clone {
         let _ = (mode, rng);
         0
     }
+    /// Lowers the commit index it tells to at most `to` (for `hold_commit` cap).
+    fn lower_commit(&mut self, to: u64) {
+        let _ = to;
+    }
 }
 
 /// What a message tells about its sender.
@@ -118,6 +122,12 @@ impl WireMessage for Message {
         match &self.body {
             MessageBody::Append { commit, .. } => Some(*commit),
             _ => None,
+        }
+    }
+
+    fn lower_commit(&mut self, to: u64) {
+        if let MessageBody::Append { commit, .. } = &mut self.body {
+            *commit = (*commit).min(to);
         }
     }
 
@@ -270,6 +280,32 @@ pub enum TrimMode {
     KeepAll,
 }
 
+/// What `msg-trim` does to appends that tell a commit index above the link's ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldCommit {
+    /// Nothing: the commit index passes.
+    #[default]
+    Off,
+    /// Drop them: as if the sender had crashed right after committing (Figure 8's step
+    /// (c)→(d)); the receiver hears nothing more on that link.
+    Drop,
+    /// Deliver them with the commit index lowered to the ceiling: the receiver keeps getting
+    /// entries and heartbeats (its election timer never runs out) but never learns that they
+    /// were committed.
+    Cap,
+}
+
+impl HoldCommit {
+    /// As written in `hold-commit=…` and in the history (`false`, `true`, `"cap"`).
+    pub fn json(self) -> serde_json::Value {
+        match self {
+            HoldCommit::Off => serde_json::json!(false),
+            HoldCommit::Drop => serde_json::json!(true),
+            HoldCommit::Cap => serde_json::json!("cap"),
+        }
+    }
+}
+
 /// One message fault with its parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
@@ -300,17 +336,19 @@ pub enum Fault {
         kinds: KindFilter,
         links: LinkSel,
     },
-    /// `msg-trim`: shorten an append with entries, with probability `p`. With `hold_commit`,
-    /// the first append on a link after the fault starts sets the link's ceiling (the commit
-    /// index it tells, after trimming); later appends on it that tell a higher commit index
-    /// are dropped (counted as `held_commits`): the receiver never learns what its sender
-    /// committed afterwards — as if the sender had crashed right after committing (Figure 8's
-    /// step (c)→(d)). Only drops and legal trims.
+    /// `msg-trim`: shorten an append with entries, with probability `p`. With `hold_commit`
+    /// other than [`HoldCommit::Off`], the first append on a link after the fault starts sets
+    /// the link's ceiling (the commit index it tells, after trimming); later appends on it
+    /// that tell a higher commit index are dropped ([`HoldCommit::Drop`]) or have their commit
+    /// index lowered to the ceiling ([`HoldCommit::Cap`]), counted as `held_commits`: the
+    /// receiver never learns what its sender committed afterwards. Only drops, legal trims and
+    /// commit indexes a leader may tell (a lower one than its own, as etcd's heartbeats tell a
+    /// follower `min(match, committed)`).
     Trim {
         p: f64,
         mode: TrimMode,
         links: LinkSel,
-        hold_commit: bool,
+        hold_commit: HoldCommit,
     },
     /// `msg-delay`: every message of `kinds` waits `delay` plus a uniform `0..=jitter`
     /// (what the proxy network's `LinkFaults { delay, jitter }` does to chunks).
@@ -446,7 +484,7 @@ impl Fault {
             p: 1.0,
             mode,
             links: LinkSel::All,
-            hold_commit: false,
+            hold_commit: HoldCommit::Off,
         }
     }
 
@@ -589,7 +627,12 @@ impl Fault {
                     *depth = v.parse().map_err(|_| bad("depth", "a count"))?
                 }
                 ("hold-commit", Fault::Trim { hold_commit, .. }) => {
-                    *hold_commit = v.parse().map_err(|_| bad("hold-commit", "true or false"))?
+                    *hold_commit = match v {
+                        "false" | "off" => HoldCommit::Off,
+                        "true" | "drop" => HoldCommit::Drop,
+                        "cap" => HoldCommit::Cap,
+                        _ => return Err(bad("hold-commit", "true (drop), false or cap")),
+                    }
                 }
                 ("mode", Fault::Trim { mode, .. }) => {
                     *mode = match v {
@@ -936,12 +979,19 @@ impl<M: WireMessage> FaultEngine<M> {
         }) = active.get(&FaultName::Trim)
         {
             if links.matches(link) {
-                if let (true, Some(c), Some(cap)) =
-                    (*hold_commit, msg.commit(), self.commit_ceilings.get(link))
-                {
-                    if c > *cap {
-                        counters.held_commits += 1;
-                        return changed;
+                if let (Some(c), Some(&cap)) = (msg.commit(), self.commit_ceilings.get(link)) {
+                    if c > cap {
+                        match hold_commit {
+                            HoldCommit::Off => {}
+                            HoldCommit::Drop => {
+                                counters.held_commits += 1;
+                                return changed;
+                            }
+                            HoldCommit::Cap => {
+                                counters.held_commits += 1;
+                                msg.lower_commit(cap);
+                            }
+                        }
                     }
                 }
                 if msg.trimmable() && st.rng.gen_bool(*p) {
@@ -952,7 +1002,7 @@ impl<M: WireMessage> FaultEngine<M> {
                         trimmed = true;
                     }
                 }
-                if *hold_commit {
+                if *hold_commit != HoldCommit::Off {
                     if let Some(c) = msg.commit() {
                         self.commit_ceilings.entry(link.clone()).or_insert(c);
                     }

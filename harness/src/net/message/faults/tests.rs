@@ -523,3 +523,34 @@ fn trim_hold_commit_drops_later_appends_that_tell_a_higher_commit() {
     );
     assert_eq!(d, vec!["append n1→n2 t4 i5 c6 +1[t4]"]);
 }
+
+#[test]
+fn trim_hold_commit_cap_delivers_later_appends_with_the_commit_lowered_to_the_ceiling() {
+    let mut e = FaultEngine::new(SEED);
+    e.set(Fault::parse("msg-trim mode=all hold-commit=cap").unwrap())
+        .unwrap();
+    let d = run(
+        &mut e,
+        &[
+            // The first append sets the ceiling: commit 5 (i3 + 2 entries bounds it at 5).
+            (link("n1", "n2"), append(4, 3, &[4, 4]), Duration::ZERO),
+            // The leader committed more (6, 7): delivered, entries and all, telling 5.
+            (link("n1", "n2"), append(4, 5, &[4]), Duration::ZERO),
+            (link("n1", "n2"), append(4, 6, &[4]), Duration::ZERO),
+        ],
+    );
+    assert_eq!(
+        d,
+        vec![
+            "append n1→n2 t4 i3 c5 +2[t4×2]",
+            "append n1→n2 t4 i5 c5 +1[t4]",
+            "append n1→n2 t4 i6 c5 +1[t4]",
+        ]
+    );
+    assert_eq!(e.counters().held_commits, 2);
+    assert_eq!(e.counters().lost, 0);
+    assert!(Fault::parse("msg-trim hold-commit=maybe")
+        .unwrap_err()
+        .to_string()
+        .contains("hold-commit"));
+}
