@@ -376,16 +376,17 @@ async fn run_async(
         opts.seed,
         opts.unique_writes,
     );
+    let values = opts.values();
     let mut clients: Vec<Arc<dyn Client>> = Vec::new();
     for spec in &cluster.specs {
-        clients.push(target.client(spec, op_timeout)?);
+        clients.push(target.client_with_values(spec, op_timeout, values)?);
     }
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         // Each worker has clients of its own (its own connections), one per member.
         let mut member_clients = Vec::new();
         for spec in &cluster.specs {
-            member_clients.push(target.client(spec, op_timeout)?);
+            member_clients.push(target.client_with_values(spec, op_timeout, values)?);
         }
         let w = Worker {
             index: i,
