@@ -445,7 +445,7 @@ impl TestPlan {
         if self.nodes == 0 || self.nodes > 15 {
             return Err(format!("--nodes {}: expected 1..=15", self.nodes));
         }
-        if !(self.time_limit_s > 0.0) {
+        if self.time_limit_s.is_nan() || self.time_limit_s <= 0.0 {
             return Err(format!(
                 "--time-limit {}: must be positive",
                 self.time_limit_s
@@ -457,7 +457,7 @@ impl TestPlan {
         if self.rate < 0.0 || !self.rate.is_finite() {
             return Err(format!("--rate {}: must be ≥ 0", self.rate));
         }
-        if !(self.nemesis_interval_s > 0.0) {
+        if self.nemesis_interval_s.is_nan() || self.nemesis_interval_s <= 0.0 {
             return Err(format!(
                 "--nemesis-interval {}: must be positive",
                 self.nemesis_interval_s
@@ -475,7 +475,7 @@ impl TestPlan {
                 self.retry_backoff_s
             ));
         }
-        if !(self.op_timeout_s > 0.0) {
+        if self.op_timeout_s.is_nan() || self.op_timeout_s <= 0.0 {
             return Err(format!(
                 "--op-timeout {}: must be positive",
                 self.op_timeout_s

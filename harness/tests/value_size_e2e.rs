@@ -40,11 +40,12 @@ fn member_addrs(run: &Path) -> Vec<String> {
         let Ok(log) = std::fs::read_to_string(run.join("nodes").join(format!("{id}.log"))) else {
             continue;
         };
+        // The last start (a restarted member logs it again).
         if let Some(addr) = log
             .lines()
+            .rev()
             .filter(|l| l.contains("starting node"))
-            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
-            .last()
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
         {
             out.push(addr.to_string());
         }
