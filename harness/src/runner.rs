@@ -494,6 +494,7 @@ async fn run_async(
     // summary reports it ("refused its data"), the cluster check does not count it.
     let mut cluster_check = cluster_check;
     cluster_check.excuse(&refused.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+    cluster_check.excuse_behind_without_quorum(refused.len(), cluster.specs.len());
     recorder.finish()?;
     progress.phase(Phase::Check, "");
 
