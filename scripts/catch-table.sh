@@ -4,7 +4,8 @@
 #   1. bugs:    each of the node's --bug modes under its configuration, RUNS_BUG runs
 #               (seeds 1..RUNS_BUG); a bug counts as caught when the run is invalid (exit 1).
 #   2. correct: the correct node under every nemesis, RUNS_OK runs each (seeds 1..RUNS_OK);
-#               every run must be valid (exit 0).
+#               every run must be valid (exit 0); rows with `corrupt` also count the members
+#               that refused their damaged data (the summary's "refused its data" lines).
 #
 # Usage: scripts/catch-table.sh [bugs|correct|both]      (default: both)
 # Environment: RUNS_BUG (5), RUNS_OK (20), RESULTS (results/catch-table),
