@@ -198,3 +198,84 @@ fn bad_value_sizes_and_targets_that_cannot_carry_padding_are_refused_with_254() 
     assert_eq!(code, 254, "{err}");
     assert!(err.contains("--target nats"), "{err}");
 }
+
+/// Command lines of running processes that mention `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reads_a_member_damaged_on_the_way_out_are_corrupt_reads_and_the_run_is_invalid() {
+    // Members behind `fixtures/tamper_proxy.py`, which changes one byte of every third long
+    // value it serves. The logical value (the `<v>:` prefix) is intact, so only the padding's
+    // check can see it: without it the run would be valid.
+    let results = tempfile::tempdir().unwrap();
+    let proxy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tamper_proxy.py"
+    );
+    let template = format!(
+        "python3 {proxy} {{listen}} {} node --id {{id}} {{peers}} --data-dir {{data-dir}} \
+         --cluster-token {{token}}",
+        env!("CARGO_BIN_EXE_splitbrain")
+    );
+    let out = splitbrain()
+        .args([
+            "test",
+            "--target",
+            "cmd",
+            "--node-cmd",
+            &template,
+            "--nodes",
+            "3",
+            "--nemesis",
+            "none",
+            "--time-limit",
+            "6",
+            "--recovery-time",
+            "1",
+            "--value-size",
+            "1KiB",
+            "--seed",
+            "2",
+            "--results",
+        ])
+        .arg(results.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "not invalid:\n{stdout}");
+    assert!(stdout.contains("corrupt reads"), "{stdout}");
+    let run = latest(results.path()).unwrap();
+    let results_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let corrupt = results_json["stats"]["corrupt_reads"].as_u64().unwrap();
+    assert!(corrupt > 0, "{}", results_json["stats"]);
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    let recorded = history
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            e["type"] == "ok"
+                && e["f"] == "read"
+                && e["value"] == splitbrain_workloads::values::CORRUPT
+        })
+        .count() as u64;
+    assert_eq!(
+        recorded, corrupt,
+        "every corrupt read is in the history as CORRUPT"
+    );
+    // Neither the proxies nor the nodes behind them outlive the run.
+    let left = processes_mentioning(&results.path().display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}
