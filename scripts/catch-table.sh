@@ -4,7 +4,8 @@
 #   1. bugs:    each of the node's --bug modes under its configuration, RUNS_BUG runs
 #               (seeds 1..RUNS_BUG); a bug counts as caught when the run is invalid (exit 1).
 #   2. correct: the correct node under every nemesis, RUNS_OK runs each (seeds 1..RUNS_OK);
-#               every run must be valid (exit 0).
+#               every run must be valid (exit 0); rows with `corrupt` also count the members
+#               that refused their damaged data (the summary's "refused its data" lines).
 #
 # Usage: scripts/catch-table.sh [bugs|correct|both]      (default: both)
 # Environment: RUNS_BUG (5), RUNS_OK (20), RESULTS (results/catch-table),
@@ -91,13 +92,19 @@ if [ "$WHAT" = correct ] || [ "$WHAT" = both ]; then
     echo "|---|---|---|"
     for nem in "${NEMESES[@]}"; do
         [[ $nem =~ $ONLY ]] || continue
-        valid=0 bad=""
+        valid=0 bad="" refusals=0 refusing_runs=0
         for seed in $(seq "$SEED_FROM" $((SEED_FROM + RUNS_OK - 1))); do
             # shellcheck disable=SC2086
             code=$(run "correct-$nem" "$seed" $CORRECT_ARGS --nemesis "$nem")
             if [ "$code" = 0 ]; then valid=$((valid + 1)); else bad="$bad seed$seed=exit$code"; fi
+            # corrupt: the summary's "member nX refused its data: FILE@OFFSET" lines.
+            n=$(grep -c "refused its data" "$RESULTS/correct-$nem-seed$seed.out")
+            refusals=$((refusals + n))
+            [ "$n" -gt 0 ] && refusing_runs=$((refusing_runs + 1))
         done
-        echo "| \`$nem\` | \`splitbrain test $CORRECT_ARGS --nemesis $nem --seed $SEED_FROM..$((SEED_FROM + RUNS_OK - 1))\` | $valid/$RUNS_OK${bad:+ (not valid:$bad)} |"
+        note=""
+        [[ $nem == *corrupt* ]] && note="; $refusals members refused their data, in $refusing_runs runs"
+        echo "| \`$nem\` | \`splitbrain test $CORRECT_ARGS --nemesis $nem --seed $SEED_FROM..$((SEED_FROM + RUNS_OK - 1))\` | $valid/$RUNS_OK${bad:+ (not valid:$bad)}$note |"
     done
 fi
 if [ "$WHAT" = correct ] || [ "$WHAT" = both ]; then

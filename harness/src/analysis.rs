@@ -223,6 +223,11 @@ pub struct Stats {
     pub keys: usize,
     /// Seconds from each fault's stop to recovery (see the module docs), in order of stops.
     pub recovery_s: Vec<Option<f64>>,
+    /// `ok` reads of a corrupted padded value (`--value-size`: its text was not what its
+    /// writer sent; recorded as `splitbrain_workloads::values::CORRUPT`, which makes the key
+    /// invalid).
+    #[serde(default)]
+    pub corrupt_reads: u64,
 }
 
 impl Stats {
@@ -333,6 +338,15 @@ impl Analysis {
             }
             if let Some(r) = &op.reason {
                 *s.reasons.entry(r.clone()).or_default() += 1;
+            }
+            if op.f == "read"
+                && op.status == Status::Ok
+                && op
+                    .output
+                    .as_ref()
+                    .is_some_and(splitbrain_workloads::values::is_corrupt_read)
+            {
+                s.corrupt_reads += 1;
             }
             let (table, side) = if op.in_fault {
                 (&mut s.during_faults, &mut during)

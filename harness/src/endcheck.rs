@@ -58,6 +58,22 @@ impl ClusterCheck {
         self.excused.extend(excused);
     }
 
+    /// When the members that refused their data (`refused` of `members`) leave no majority,
+    /// no leader can be elected and nothing more can commit: a member `behind` the highest
+    /// commit index seen can never catch up, whatever the node does. Such findings move to
+    /// [`Self::excused`] (the summary says "behind with no quorum left"); the `exited`,
+    /// `unreachable` and `diverged` ones stay.
+    pub fn excuse_behind_without_quorum(&mut self, refused: usize, members: usize) {
+        if members.saturating_sub(refused) > members / 2 {
+            return;
+        }
+        let (excused, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut self.findings)
+            .into_iter()
+            .partition(|f| f.kind == "behind");
+        self.findings = kept;
+        self.excused.extend(excused);
+    }
+
     /// True if nothing was found.
     pub fn ok(&self) -> bool {
         self.findings.is_empty()
@@ -83,12 +99,23 @@ impl ClusterCheck {
             if let Some(p) = &self.partial {
                 out.push_str(&format!("; {p}"));
             }
-            if !self.excused.is_empty() {
-                let mut who: Vec<&str> = self.excused.iter().map(|f| f.member.as_str()).collect();
-                who.dedup();
+            let who = |behind: bool| {
+                let mut w: Vec<&str> = self
+                    .excused
+                    .iter()
+                    .filter(|f| (f.kind == "behind") == behind)
+                    .map(|f| f.member.as_str())
+                    .collect();
+                w.dedup();
+                w.join(", ")
+            };
+            let (refused, behind) = (who(false), who(true));
+            if !refused.is_empty() {
+                out.push_str(&format!("; not counted: {refused} refused damaged data"));
+            }
+            if !behind.is_empty() {
                 out.push_str(&format!(
-                    "; not counted: {} refused damaged data",
-                    who.join(", ")
+                    "; {behind} behind with no quorum left (a majority refused its data)"
                 ));
             }
             return out;
@@ -320,5 +347,43 @@ mod tests {
             "{}",
             c.line()
         );
+    }
+
+    #[test]
+    fn a_member_behind_is_excused_only_when_the_refusals_left_no_majority() {
+        let f = |m: &str, kind: &'static str| Finding {
+            member: m.into(),
+            kind,
+            detail: "x".into(),
+        };
+        let check = || ClusterCheck {
+            ran: true,
+            findings: vec![f("n1", "exited"), f("n2", "exited"), f("n5", "behind")],
+            ..Default::default()
+        };
+        // Two of five refused: three remain, a majority; being behind is a finding.
+        let mut c = check();
+        c.excuse(&["n1".to_string(), "n2".to_string()]);
+        c.excuse_behind_without_quorum(2, 5);
+        assert!(!c.ok(), "{}", c.line());
+        assert_eq!(c.findings, vec![f("n5", "behind")]);
+        // Three of five refused (seed 2 of the catch table's corrupt,kill row): no leader can
+        // be elected, n5 cannot catch up.
+        let mut c = check();
+        c.findings.insert(2, f("n3", "exited"));
+        c.excuse(&["n1".to_string(), "n2".to_string(), "n3".to_string()]);
+        c.excuse_behind_without_quorum(3, 5);
+        assert!(c.ok(), "{}", c.line());
+        let line = c.line();
+        assert!(
+            line.contains("not counted: n1, n2, n3 refused damaged data")
+                && line.contains("n5 behind with no quorum left"),
+            "{line}"
+        );
+        // A member that exited without refusing data still fails the run.
+        let mut c = check();
+        c.excuse(&["n1".to_string()]);
+        c.excuse_behind_without_quorum(1, 2);
+        assert_eq!(c.findings, vec![f("n2", "exited")]);
     }
 }

@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a test: start a local cluster, inject faults while clients work, check the history.
-    Test(cli::test::Args),
+    // Boxed: its flags are most of the enum's size.
+    Test(Box<cli::test::Args>),
     /// Check recorded histories for linearizability (native JSONL, Jepsen EDN, Porcupine logs).
     Check(cli::check::Args),
     /// Run a matrix of tests from a suite file.
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Test(a) => cli::test::run(a),
+        Command::Test(a) => cli::test::run(*a),
         Command::Check(a) => cli::check::run(a),
         Command::Suite(a) => cli::suite::run(a),
         Command::Serve(a) => cli::serve::run(a),

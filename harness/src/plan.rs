@@ -14,6 +14,7 @@ use crate::net::NetKind;
 use crate::sut::{Target, TargetKind};
 use serde::Serialize;
 use splitbrain_workloads::seeds::{Seeds, Stream};
+use splitbrain_workloads::values::{SizeDist, ValueSize, Values};
 use splitbrain_workloads::WorkloadKind;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +120,15 @@ pub struct PlanArgs {
     /// Checker deadline in seconds (keys not decided by then are `unknown`).
     #[arg(long, default_value_t = 120.0, value_name = "SECS")]
     pub check_timeout: f64,
+    /// Writes (cas arguments, appended elements) carry values padded to this size: bytes,
+    /// or with a unit (1KiB, 64KiB, 1MB). A read whose padding is not what its writer sent
+    /// is a corrupted read (invalid). Targets splitbrain, etcd and cmd
+    #[arg(long, value_name = "BYTES")]
+    pub value_size: Option<String>,
+    /// With --value-size: constant, uniform (1..=2×size) or exponential (mean size, at most
+    /// 8×size) [default: constant]
+    #[arg(long, value_name = "DIST")]
+    pub value_size_dist: Option<String>,
     /// Put every member's data dir on a fault filesystem (FUSE; forgets unsynced writes on a
     /// power loss) even without a power-loss fault (`power-loss` and `torn-power-loss` mount
     /// them anyway). Needs /dev/fuse and root or fusermount3
@@ -173,6 +183,7 @@ impl PlanArgs {
                 .map_err(BadInput)?,
         };
         let concurrency = parse_concurrency(&self.concurrency, nodes).map_err(BadInput)?;
+        let value_size = self.value_size().map_err(BadInput)?;
         if maelstrom && self.net == NetKind::Netns {
             return Err(BadInput(
                 "--target maelstrom: the harness is the nodes' network; --net netns does not apply"
@@ -231,6 +242,8 @@ impl PlanArgs {
             unique_writes: self.unique_writes,
             duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
+            value_size: value_size.map(|v| v.bytes),
+            value_size_dist: value_size.map(|v| v.dist),
             fault_fs: self.fault_fs,
             hosts,
             interactive: true,
@@ -241,6 +254,23 @@ impl PlanArgs {
 }
 
 impl PlanArgs {
+    /// `--value-size` and `--value-size-dist`, parsed (`None`: plain integer values).
+    pub fn value_size(&self) -> Result<Option<ValueSize>, String> {
+        let dist = self
+            .value_size_dist
+            .as_deref()
+            .map(str::parse::<SizeDist>)
+            .transpose()?;
+        match (&self.value_size, dist) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err("--value-size-dist needs --value-size BYTES".into()),
+            (Some(s), dist) => Ok(Some(ValueSize {
+                bytes: splitbrain_workloads::values::parse_size(s)?,
+                dist: dist.unwrap_or_default(),
+            })),
+        }
+    }
+
     /// `--hosts`, read and parsed, with the members and network it implies: one member per
     /// host (`--nodes` left at its default follows the file; another value must match it)
     /// and `--net ssh` (`--net proxy`, the default, gives way to it).
@@ -377,6 +407,12 @@ pub struct TestPlan {
     pub duplicate_writes: f64,
     /// Checker deadline (undecided keys are `unknown`).
     pub check_timeout_s: f64,
+    /// `--value-size`: the mean wire length in bytes of every written value (`None`: plain
+    /// integers), and `--value-size-dist` (see `splitbrain_workloads::values`).
+    #[serde(default)]
+    pub value_size: Option<usize>,
+    #[serde(default)]
+    pub value_size_dist: Option<SizeDist>,
     /// `--target maelstrom`: mean message latency (ms) and its distribution.
     #[serde(default)]
     pub latency_ms: f64,
@@ -450,6 +486,9 @@ impl TestPlan {
         }
         let sut = self.target.resolve(self.node_cmd.as_deref())?;
         let _ = sut;
+        if self.value_size.is_some() {
+            self.target.carries_padded_values(self.workload)?;
+        }
         if self.uses_fault_fs() {
             let flag = if self.fault_fs {
                 "--fault-fs".to_string()
@@ -545,6 +584,16 @@ impl TestPlan {
             }
         }
         Ok(())
+    }
+
+    /// How the run's values travel: plain integers, or padded (`--value-size`) with the
+    /// filler of the run's value stream.
+    pub fn values(&self) -> Values {
+        let size = self.value_size.map(|bytes| ValueSize {
+            bytes,
+            dist: self.value_size_dist.unwrap_or_default(),
+        });
+        Values::new(size, self.seed)
     }
 
     /// True if the members' data dirs are fault filesystems: `--fault-fs`, or a fault kind of

@@ -374,16 +374,25 @@ async fn run_async(
         opts.seed,
         opts.unique_writes,
     );
+    let values = opts.values();
     let mut clients: Vec<Arc<dyn Client>> = Vec::new();
     for spec in &cluster.specs {
-        clients.push(cluster.target.client(spec, op_timeout)?);
+        clients.push(
+            cluster
+                .target
+                .client_with_values(spec, op_timeout, values)?,
+        );
     }
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         // Each worker has clients of its own (its own connections), one per member.
         let mut member_clients = Vec::new();
         for spec in &cluster.specs {
-            member_clients.push(cluster.target.client(spec, op_timeout)?);
+            member_clients.push(
+                cluster
+                    .target
+                    .client_with_values(spec, op_timeout, values)?,
+            );
         }
         let w = Worker {
             index: i,
@@ -491,6 +500,7 @@ async fn run_async(
     // summary reports it ("refused its data"), the cluster check does not count it.
     let mut cluster_check = cluster_check;
     cluster_check.excuse(&refused.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+    cluster_check.excuse_behind_without_quorum(refused.len(), cluster.specs.len());
     recorder.finish()?;
     progress.phase(Phase::Check, "");
 

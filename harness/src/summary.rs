@@ -62,6 +62,14 @@ pub fn render(s: &Stats) -> String {
         let r: Vec<String> = s.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("  fail/info reasons: {}\n", r.join(", ")));
     }
+    if s.corrupt_reads > 0 {
+        out.push_str(&format!(
+            "corrupt reads       {}: a value read was not what its writer sent (--value-size \
+             padding differs); recorded as {}, a value nobody wrote\n",
+            s.corrupt_reads,
+            splitbrain_workloads::values::CORRUPT
+        ));
+    }
     out.push_str(&format!(
         "availability        {} overall, {} outside faults, {} during faults\n",
         pct(s.availability),

@@ -18,6 +18,8 @@
 //! - [`append`]: `append` (per key a list; unique appends and reads of the whole list; model
 //!   `append-kv`).
 //! - [`seeds`]: every random stream of a run, by name.
+//! - [`values`]: padded values (`--value-size`): wire text that decodes back to the integer
+//!   and is verified byte for byte.
 //! - this file: [`Op`], [`Outcome`], [`Reply`], the [`Workload`] and [`Generator`] traits, and
 //!   the registry ([`WorkloadKind`]).
 //!
@@ -34,6 +36,7 @@
 pub mod append;
 pub mod registers;
 pub mod seeds;
+pub mod values;
 
 pub use registers::{worker_generators, WorkerGen, KV_GROUP_SIZE, UNIQUE_STRIDE, VALUE_RANGE};
 pub use seeds::sub_seed;

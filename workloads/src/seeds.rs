@@ -4,7 +4,7 @@
 //! Each part of the run that draws random numbers gets a stream of its own, named here, so that
 //! adding draws to one part never shifts another's: the nemesis schedule, each client worker's
 //! operations, each member's own seed, the duplicating network of each worker, the cluster's
-//! peer token and the proxy network (and each of its links).
+//! peer token, the proxy network (and each of its links) and the filler of padded values.
 //!
 //! The stream numbers below are the offsets the harness used before the streams had names;
 //! they are kept so that a seed replays the same schedule as before (the schedule fixtures in
@@ -28,6 +28,8 @@ pub enum Stream {
     /// The message network's relay (its links derive theirs, see the harness's
     /// `net::message::faults::link_seed`).
     MessageNetwork,
+    /// The filler of padded values (`--value-size`, see [`crate::values`]).
+    Values,
 }
 
 impl Stream {
@@ -41,6 +43,7 @@ impl Stream {
             Stream::ClusterToken => u64::MAX - 1,
             Stream::ProxyNetwork => u64::MAX,
             Stream::MessageNetwork => u64::MAX - 2,
+            Stream::Values => 2_000_000,
         }
     }
 }
@@ -133,6 +136,7 @@ mod tests {
             s.of(Stream::ClusterToken),
             s.of(Stream::ProxyNetwork),
             s.of(Stream::MessageNetwork),
+            s.of(Stream::Values),
         ];
         let set: std::collections::BTreeSet<u64> = all.iter().copied().collect();
         assert_eq!(set.len(), all.len());

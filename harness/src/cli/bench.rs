@@ -12,6 +12,10 @@
 //!    robin, 200 ms timeout) until a write is ok; the time from the kill to that ok. The killed
 //!    member is restarted and the cluster waits for a leader before the next round.
 //!
+//! With `--value-size BYTES` every write (all of the above) carries a value padded to that
+//! size (`splitbrain_workloads::values`, constant size, the seed-1 filler) and reads decode
+//! and verify it; the throughput rows then also give MB/s (ok writes/s × BYTES / 10⁶).
+//!
 //! Latencies are of ok operations; the table gives each target's figure and its ratio to the
 //! first target's. `--json` prints the same as JSON. Member data and logs go to
 //! `<results>/bench/<time>/<target>/`.
@@ -22,6 +26,7 @@ use crate::net::{Link, LinkControl, LinkFaults, MemberAddrs, Network};
 use crate::sut::{Client, Outcome, TargetKind};
 use anyhow::Context;
 use serde::Serialize;
+use splitbrain_workloads::values::{SizeDist, ValueSize, Values};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +58,30 @@ pub struct Args {
     /// to measure what it costs. Needs /dev/fuse and root or fusermount3
     #[arg(long)]
     pub fault_fs: bool,
+    /// Every write carries a value padded to this size (bytes, or 1KiB, 64KiB, 1MB); the
+    /// throughput rows also give MB/s. Default: small integers
+    #[arg(long, value_name = "BYTES")]
+    pub value_size: Option<String>,
+}
+
+impl Args {
+    /// `--value-size`, parsed (errors name the flag).
+    fn value_size(&self) -> Result<Option<usize>, BadInput> {
+        self.value_size
+            .as_deref()
+            .map(splitbrain_workloads::values::parse_size)
+            .transpose()
+            .map_err(BadInput)
+    }
+
+    /// How the bench's values travel.
+    fn values(&self) -> Result<Values, BadInput> {
+        let size = self.value_size()?.map(|bytes| ValueSize {
+            bytes,
+            dist: SizeDist::Constant,
+        });
+        Ok(Values::new(size, 1))
+    }
 }
 
 /// Latency percentiles in ms.
@@ -71,6 +100,12 @@ pub struct TargetBench {
     pub read_latency: Lat,
     /// Clients → ok writes per second.
     pub throughput: BTreeMap<usize, f64>,
+    /// `--value-size` in bytes (`None`: small integers).
+    #[serde(default)]
+    pub value_size: Option<usize>,
+    /// Clients → MB/s of written values (ok writes/s × `value_size` / 10⁶), with `--value-size`.
+    #[serde(default)]
+    pub throughput_mb_s: BTreeMap<usize, f64>,
     /// Seconds from SIGKILL of the leader to the next ok write, per round.
     pub failover_s: Vec<f64>,
     pub failover_median_s: Option<f64>,
@@ -245,6 +280,10 @@ fn bench_plan(name: &str, args: &Args) -> Result<crate::plan::TestPlan, BadInput
             "--target {name} is not supported by bench"
         )));
     }
+    if args.value_size()?.is_some() {
+        kind.carries_padded_values(splitbrain_workloads::WorkloadKind::Register)
+            .map_err(BadInput)?;
+    }
     let mut a = crate::plan::PlanArgs::defaults();
     a.target = kind;
     a.nodes = Some(args.nodes);
@@ -291,10 +330,11 @@ async fn bench_target(
         .context("starting the cluster")?;
     let dur = Duration::from_secs_f64(args.duration);
     let timeout = Duration::from_secs(1);
+    let values = args.values()?;
     let clients: Vec<Arc<dyn Client>> = cluster
         .specs
         .iter()
-        .map(|s| cluster.target.client(s, timeout))
+        .map(|s| cluster.target.client_with_values(s, timeout, values))
         .collect::<anyhow::Result<_>>()?;
     let li = leader_index(&cluster, Duration::from_secs(10)).await?;
     let leader = clients[li].clone();
@@ -318,7 +358,11 @@ async fn bench_target(
     let fast: Vec<Arc<dyn Client>> = cluster
         .specs
         .iter()
-        .map(|s| cluster.target.client(s, Duration::from_millis(200)))
+        .map(|s| {
+            cluster
+                .target
+                .client_with_values(s, Duration::from_millis(200), values)
+        })
         .collect::<anyhow::Result<_>>()?;
     for round in 0..args.failovers {
         let li = leader_index(&cluster, Duration::from_secs(20)).await?;
@@ -346,11 +390,21 @@ async fn bench_target(
     }
     cluster.stop_all();
     let (failover_median_s, failover_max_s) = median_max(&failover_s);
+    let value_size = args.value_size()?;
+    let throughput_mb_s = match value_size {
+        Some(bytes) => tput
+            .iter()
+            .map(|(&n, &w)| (n, w * bytes as f64 / 1e6))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     Ok(TargetBench {
         target: name.to_string(),
         write_latency,
         read_latency,
         throughput: tput,
+        value_size,
+        throughput_mb_s,
         failover_s,
         failover_median_s,
         failover_max_s,
@@ -382,6 +436,15 @@ pub fn render_table(b: &[TargetBench]) -> String {
             format!("throughput, {n} clients (ok writes/s)"),
             b.iter().map(|t| t.throughput.get(&n).copied()).collect(),
         ));
+        if b.iter().any(|t| !t.throughput_mb_s.is_empty()) {
+            let bytes = b.iter().find_map(|t| t.value_size).unwrap_or(0);
+            rows.push((
+                format!("  {n} clients, {} values (MB/s)", human_bytes(bytes)),
+                b.iter()
+                    .map(|t| t.throughput_mb_s.get(&n).copied())
+                    .collect(),
+            ));
+        }
     }
     rows.push((
         "failover median (s)".into(),
@@ -414,6 +477,15 @@ pub fn render_table(b: &[TargetBench]) -> String {
         out += "\n";
     }
     out
+}
+
+/// `65536` → `64 KiB`, `1000` → `1000 B`.
+fn human_bytes(b: usize) -> String {
+    match b {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -486,6 +558,8 @@ mod tests {
                 p99_ms: 2.0,
             },
             throughput: [(1, 100.0), (16, 800.0), (64, 1000.0)].into(),
+            value_size: None,
+            throughput_mb_s: BTreeMap::new(),
             failover_s: vec![],
             failover_median_s: fo,
             failover_max_s: fo,
@@ -509,6 +583,34 @@ mod tests {
             .unwrap();
         assert!(fo.contains('–'), "{fo}");
         assert!(t.lines().next().unwrap().contains("etcd/splitbrain"));
+    }
+
+    #[test]
+    fn with_a_value_size_the_table_gives_mb_per_second_beside_writes_per_second() {
+        let mut a = tb("splitbrain", 4.0, None);
+        let mut b = tb("etcd", 2.0, None);
+        for t in [&mut a, &mut b] {
+            t.value_size = Some(65536);
+            t.throughput_mb_s = t
+                .throughput
+                .iter()
+                .map(|(&n, &w)| (n, w * 65536.0 / 1e6))
+                .collect();
+        }
+        b.throughput_mb_s.insert(16, 26.2144);
+        let t = render_table(&[a, b]);
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("  16 clients, 64 KiB values (MB/s)"))
+            .unwrap_or_else(|| panic!("no MB/s row:\n{t}"));
+        // 800 writes/s × 64 KiB = 52.43 MB/s; etcd's 26.21 is half of it.
+        assert!(
+            row.contains("52.43") && row.contains("26.21") && row.contains("0.50x"),
+            "{row}"
+        );
+        assert!(!render_table(&[tb("splitbrain", 4.0, None)]).contains("MB/s"));
+        assert_eq!(human_bytes(1024), "1 KiB");
+        assert_eq!(human_bytes(1000), "1000 B");
     }
 
     #[test]

@@ -139,6 +139,15 @@ impl Target for Cmd {
         node_api().client(m, timeout)
     }
 
+    fn client_with_values(
+        &self,
+        m: &MemberSpec,
+        timeout: Duration,
+        values: super::Values,
+    ) -> anyhow::Result<Arc<dyn Client>> {
+        node_api().client_with_values(m, timeout, values)
+    }
+
     fn status<'a>(
         &'a self,
         m: &'a MemberSpec,

@@ -11,7 +11,8 @@
 //! `proxy` network cannot cut etcd's peer links.
 //!
 //! # Client mapping
-//! Keys are the key's bytes, values the decimal text of the integer, both base64 in JSON;
+//! Keys are the key's bytes, values the decimal text of the integer (with `--value-size`, the
+//! padded text `"<v>:<filler>"`, see `splitbrain_workloads::values`), both base64 in JSON;
 //! 64-bit integers arrive as strings and fields equal to their default are omitted (an absent
 //! `kvs` is an absent key; an absent `succeeded` is `false`). Every request carries
 //! `Grpc-Metadata-hasleader: true`, so that a member without a leader rejects it before
@@ -29,7 +30,7 @@
 //! `POST /v3/cluster/member/list` (numeric member id → `--name`).
 
 use super::{
-    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target,
+    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target, Values,
 };
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -88,10 +89,19 @@ impl Target for Etcd {
     }
 
     fn client(&self, m: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
-        Ok(Arc::new(EtcdClient::new(
-            &format!("http://{}", m.client_addr),
-            timeout,
-        )?))
+        self.client_with_values(m, timeout, Values::Plain)
+    }
+
+    /// Padded values are the stored bytes themselves (lists: JSON lists of padded strings).
+    fn client_with_values(
+        &self,
+        m: &MemberSpec,
+        timeout: Duration,
+        values: Values,
+    ) -> anyhow::Result<Arc<dyn Client>> {
+        let mut c = EtcdClient::new(&format!("http://{}", m.client_addr), timeout)?;
+        c.values = values;
+        Ok(Arc::new(c))
     }
 
     fn status<'a>(
@@ -172,6 +182,8 @@ async fn post_json(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
 pub struct EtcdClient {
     base: String,
     http: reqwest::Client,
+    /// How values travel: decimal text, or padded text (`--value-size`).
+    pub values: Values,
 }
 
 impl EtcdClient {
@@ -185,6 +197,7 @@ impl EtcdClient {
         Ok(EtcdClient {
             base: base.trim_end_matches('/').to_string(),
             http,
+            values: Values::Plain,
         })
     }
 
@@ -239,16 +252,17 @@ impl EtcdClient {
     /// times, then `fail` (no try applied).
     async fn append(&self, key: &str, value: i64) -> Outcome<Reply> {
         for _ in 0..APPEND_ATTEMPTS {
+            // The stored elements as they are (padded or not): only the new one is encoded.
             let (mut list, rev) = match self.range(key).await {
                 Outcome::Ok(None) => (Vec::new(), 0),
-                Outcome::Ok(Some((text, rev))) => match parse_list(&text) {
+                Outcome::Ok(Some((text, rev))) => match parse_raw_list(&text, self.values) {
                     Some(l) => (l, rev),
                     None => return Outcome::Fail("not-a-list".into()),
                 },
                 // Nothing was written yet (earlier tries' guards failed).
                 Outcome::Fail(r) | Outcome::Info(r) => return Outcome::Fail(r),
             };
-            list.push(value);
+            list.push(self.values.to_json(key, value));
             let req = append_request(key, rev, &list);
             match self.call("/v3/kv/txn", req, true).await {
                 Err(o) => return o,
@@ -271,12 +285,16 @@ impl Client for EtcdClient {
             match op {
                 Op::Read { key } => match self.range(key).await {
                     Outcome::Ok(None) => Outcome::Ok(Reply::Value(None)),
-                    Outcome::Ok(Some((text, _))) => read_text(&text),
+                    Outcome::Ok(Some((text, _))) => read_text_values(key, &text, self.values),
                     Outcome::Fail(r) | Outcome::Info(r) => Outcome::Fail(r),
                 },
                 Op::Write { key, value } => {
                     match self
-                        .call("/v3/kv/put", put_request(key, *value), true)
+                        .call(
+                            "/v3/kv/put",
+                            put_text_request(key, &self.values.to_text(key, *value)),
+                            true,
+                        )
                         .await
                     {
                         Err(o) => o,
@@ -285,7 +303,15 @@ impl Client for EtcdClient {
                 }
                 Op::Cas { key, from, to } => {
                     match self
-                        .call("/v3/kv/txn", cas_request(key, *from, *to), true)
+                        .call(
+                            "/v3/kv/txn",
+                            cas_text_request(
+                                key,
+                                &self.values.to_text(key, *from),
+                                &self.values.to_text(key, *to),
+                            ),
+                            true,
+                        )
                         .await
                     {
                         Err(o) => o,
@@ -309,13 +335,44 @@ pub fn read_text(text: &str) -> Outcome<Reply> {
     }
 }
 
+/// A stored value of `key` as read, decoded as `values` says: with padding, a list of padded
+/// strings or one padded value; anything that is not what its writer sent is
+/// `splitbrain_workloads::values::CORRUPT` (an `ok` read the checker finds illegal).
+pub fn read_text_values(key: &str, text: &str, values: Values) -> Outcome<Reply> {
+    if !values.is_padded() {
+        return read_text(text);
+    }
+    // A padded register starts with its integer, never with `[`.
+    if let Ok(items) = serde_json::from_str::<Vec<Value>>(text) {
+        let list: Result<Vec<i64>, String> =
+            items.iter().map(|i| values.from_json(key, i)).collect();
+        if let Ok(l) = list {
+            return Outcome::Ok(Reply::List(l));
+        }
+    }
+    match values.from_text(key, text) {
+        Ok(v) => Outcome::Ok(Reply::Value(Some(v))),
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
 /// A JSON list of integers, as the append workload stores it.
 pub fn parse_list(text: &str) -> Option<Vec<i64>> {
     serde_json::from_str::<Vec<i64>>(text).ok()
 }
 
+/// The stored list's elements as JSON (integers, or with padding the padded strings), to
+/// append one more.
+pub fn parse_raw_list(text: &str, values: Values) -> Option<Vec<Value>> {
+    if values.is_padded() {
+        serde_json::from_str::<Vec<Value>>(text).ok()
+    } else {
+        parse_list(text).map(|l| l.into_iter().map(Value::from).collect())
+    }
+}
+
 /// `POST /v3/kv/txn`: if the key's mod revision is `rev` (0: absent), put `list` as JSON.
-pub fn append_request(key: &str, rev: u64, list: &[i64]) -> Value {
+pub fn append_request<T: serde::Serialize>(key: &str, rev: u64, list: &[T]) -> Value {
     let k = b64_encode(key.as_bytes());
     let text = serde_json::to_string(list).unwrap_or_default();
     json!({
@@ -362,18 +419,28 @@ pub fn range_request(key: &str) -> Value {
 
 /// `POST /v3/kv/put`.
 pub fn put_request(key: &str, value: i64) -> Value {
-    json!({ "key": b64_encode(key.as_bytes()), "value": b64_encode(value.to_string().as_bytes()) })
+    put_text_request(key, &value.to_string())
+}
+
+/// `POST /v3/kv/put` of `text`.
+pub fn put_text_request(key: &str, text: &str) -> Value {
+    json!({ "key": b64_encode(key.as_bytes()), "value": b64_encode(text.as_bytes()) })
 }
 
 /// `POST /v3/kv/txn`: if the value equals `from`, put `to`.
 pub fn cas_request(key: &str, from: i64, to: i64) -> Value {
+    cas_text_request(key, &from.to_string(), &to.to_string())
+}
+
+/// `POST /v3/kv/txn`: if the stored text equals `from`, put `to`.
+pub fn cas_text_request(key: &str, from: &str, to: &str) -> Value {
     let k = b64_encode(key.as_bytes());
     json!({
         "compare": [{
             "key": k, "target": "VALUE", "result": "EQUAL",
-            "value": b64_encode(from.to_string().as_bytes())
+            "value": b64_encode(from.as_bytes())
         }],
-        "success": [{ "request_put": { "key": k, "value": b64_encode(to.to_string().as_bytes()) } }]
+        "success": [{ "request_put": { "key": k, "value": b64_encode(to.as_bytes()) } }]
     })
 }
 

@@ -29,6 +29,7 @@ pub mod etcd;
 pub mod nats;
 pub mod splitbrain;
 
+use splitbrain_workloads::WorkloadKind;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use std::time::Duration;
 /// A boxed, sendable future: what the async methods of [`Target`] and [`Client`] return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+pub use splitbrain_workloads::values::Values;
 pub use splitbrain_workloads::{Op, Outcome, Reply};
 
 /// Where one member lives and how it reaches its peers. Built by the cluster from the network's
@@ -114,6 +116,24 @@ pub trait Target: Send + Sync {
     /// A client bound to `member`, whose requests give up after `timeout` (→ `Info` for
     /// writes, `Fail` for reads).
     fn client(&self, member: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>>;
+
+    /// A client like [`Target::client`]'s whose written values travel as `values` says
+    /// (`--value-size`: padded text, see `splitbrain_workloads::values`) and whose reads are
+    /// decoded and verified with it. The default carries plain values only; targets that
+    /// carry padding override it (and say so in [`TargetKind::carries_padded_values`]).
+    fn client_with_values(
+        &self,
+        member: &MemberSpec,
+        timeout: Duration,
+        values: Values,
+    ) -> anyhow::Result<Arc<dyn Client>> {
+        anyhow::ensure!(
+            !values.is_padded(),
+            "--value-size: --target {} cannot carry padded values",
+            self.name()
+        );
+        self.client(member, timeout)
+    }
 
     /// Asks `member` about itself; an error if it does not answer within `timeout`.
     fn status<'a>(
@@ -199,6 +219,18 @@ impl Target for OnRuntime {
     fn client(&self, member: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
         Ok(Arc::new(OnRuntimeClient {
             inner: self.inner.client(member, timeout)?,
+            handle: self.handle.clone(),
+        }))
+    }
+
+    fn client_with_values(
+        &self,
+        member: &MemberSpec,
+        timeout: Duration,
+        values: Values,
+    ) -> anyhow::Result<Arc<dyn Client>> {
+        Ok(Arc::new(OnRuntimeClient {
+            inner: self.inner.client_with_values(member, timeout, values)?,
             handle: self.handle.clone(),
         }))
     }
@@ -359,6 +391,25 @@ impl TargetKind {
             TargetKind::Maelstrom => None,
             // JetStream's file store: judged like etcd's (ext4's journal), see `sut::nats`.
             TargetKind::Nats => Some(splitbrain_faultfs::Metadata::Journal),
+        }
+    }
+
+    /// `Ok` if its clients carry padded values (`--value-size`) for `workload`; else why not
+    /// (the plan refuses the run with it).
+    pub fn carries_padded_values(self, workload: WorkloadKind) -> Result<(), String> {
+        match self {
+            // The node stores any JSON value (strings, lists of strings); etcd any bytes.
+            TargetKind::Splitbrain | TargetKind::Cmd | TargetKind::Etcd => Ok(()),
+            TargetKind::Maelstrom => Err(format!(
+                "--value-size: Maelstrom's lin-kv values are integers, a padded value cannot \
+                 travel through them (--target maelstrom, --workload {})",
+                workload.name()
+            )),
+            TargetKind::Nats => Err(
+                "--value-size: padded values are not implemented for --target nats (its \
+                 client sends decimal text; use --target splitbrain, etcd or cmd)"
+                    .into(),
+            ),
         }
     }
 

@@ -7,7 +7,7 @@
 //! that could not be opened never carried the request → `Fail`. Reads that fail are `Fail`.
 
 use super::{
-    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target,
+    BoxFuture, Client, MemberCommand, MemberSpec, MemberStatus, Op, Outcome, Reply, Target, Values,
 };
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -88,10 +88,19 @@ impl Target for Splitbrain {
     }
 
     fn client(&self, m: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
-        Ok(Arc::new(HttpClient::new(
-            &format!("http://{}", m.client_addr),
-            timeout,
-        )?))
+        self.client_with_values(m, timeout, Values::Plain)
+    }
+
+    /// Padded values are JSON strings (`"<v>:<filler>"`): the node stores any JSON value.
+    fn client_with_values(
+        &self,
+        m: &MemberSpec,
+        timeout: Duration,
+        values: Values,
+    ) -> anyhow::Result<Arc<dyn Client>> {
+        Ok(Arc::new(
+            HttpClient::new(&format!("http://{}", m.client_addr), timeout)?.with_values(values),
+        ))
     }
 
     /// `wal.log`'s frames (`len | crc | hcrc | payload`, see `splitbrain_node::wal`).
@@ -153,6 +162,8 @@ pub fn parse_status(v: &Value) -> MemberStatus {
 pub struct HttpClient {
     base: String,
     http: reqwest::Client,
+    /// How values travel: integers, or padded strings (`--value-size`).
+    values: Values,
 }
 
 impl HttpClient {
@@ -166,7 +177,13 @@ impl HttpClient {
         Ok(HttpClient {
             base: base.trim_end_matches('/').to_string(),
             http,
+            values: Values::Plain,
         })
+    }
+
+    /// The same client, its values travelling as `values` says.
+    pub fn with_values(self, values: Values) -> Self {
+        HttpClient { values, ..self }
     }
 
     async fn write_like(&self, req: reqwest::RequestBuilder) -> Outcome<()> {
@@ -235,18 +252,28 @@ fn key_url(base: &str, key: &str) -> String {
 
 /// A read answer's `value`: `null` (absent), an integer, or a list of integers.
 pub fn read_reply(v: Option<&Value>) -> Outcome<Reply> {
+    read_values(v, "", Values::Plain)
+}
+
+/// A read answer's `value` of `key`, its values decoded as `values` says: with padding, an
+/// element or value that is not what its writer sent is `splitbrain_workloads::values::CORRUPT`
+/// (an `ok` read of a value nobody wrote, which the checker finds illegal).
+pub fn read_values(v: Option<&Value>, key: &str, values: Values) -> Outcome<Reply> {
     match v {
         Some(Value::Null) => Outcome::Ok(Reply::Value(None)),
         Some(Value::Array(items)) => {
-            let list: Option<Vec<i64>> = items.iter().map(Value::as_i64).collect();
+            let list: Result<Vec<i64>, String> =
+                items.iter().map(|i| values.from_json(key, i)).collect();
             match list {
-                Some(l) => Outcome::Ok(Reply::List(l)),
-                None => Outcome::Fail(format!("list with a non-integer element {}", json!(items))),
+                Ok(l) => Outcome::Ok(Reply::List(l)),
+                Err(_) => {
+                    Outcome::Fail(format!("list with a non-integer element {}", json!(items)))
+                }
             }
         }
-        Some(v) => match v.as_i64() {
-            Some(i) => Outcome::Ok(Reply::Value(Some(i))),
-            None => Outcome::Fail(format!("non-integer value {v}")),
+        Some(v) => match values.from_json(key, v) {
+            Ok(i) => Outcome::Ok(Reply::Value(Some(i))),
+            Err(e) => Outcome::Fail(e),
         },
         None => Outcome::Fail("read answer without a value".into()),
     }
@@ -277,7 +304,7 @@ impl HttpClient {
                         .unwrap_or_else(|| format!("http-{}", status.as_u16()));
                     return Outcome::Fail(code);
                 }
-                read_reply(body.as_ref().and_then(|b| b.get("value")))
+                read_values(body.as_ref().and_then(|b| b.get("value")), key, self.values)
             }
         }
     }
@@ -287,7 +314,7 @@ impl HttpClient {
         let req = self
             .http
             .put(key_url(&self.base, key))
-            .json(&json!({"value": value, "request_id": request_id}));
+            .json(&json!({"value": self.values.to_json(key, value), "request_id": request_id}));
         self.write_like(req).await
     }
 
@@ -296,7 +323,11 @@ impl HttpClient {
         let req = self
             .http
             .post(format!("{}/cas", key_url(&self.base, key)))
-            .json(&json!({"from": from, "to": to, "request_id": request_id}));
+            .json(&json!({
+                "from": self.values.to_json(key, from),
+                "to": self.values.to_json(key, to),
+                "request_id": request_id
+            }));
         self.write_like(req).await
     }
 
@@ -305,7 +336,7 @@ impl HttpClient {
         let req = self
             .http
             .post(format!("{}/append", key_url(&self.base, key)))
-            .json(&json!({"value": value, "request_id": request_id}));
+            .json(&json!({"value": self.values.to_json(key, value), "request_id": request_id}));
         self.write_like(req).await
     }
 }
@@ -378,5 +409,130 @@ mod tests {
         assert_eq!(s.leader.as_deref(), Some("n2"));
         assert_eq!(s.role.as_deref(), Some("leader"));
         assert_eq!(parse_status(&json!({"leader":null})).leader, None);
+    }
+}
+
+#[cfg(test)]
+mod padded_tests {
+    use super::*;
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    use axum::Json;
+    use splitbrain_checker::history::History;
+    use splitbrain_checker::{check, CheckOptions, ModelKind, Verdict};
+    use splitbrain_workloads::values::{Padding, SizeDist, ValueSize, CORRUPT};
+    use splitbrain_workloads::WorkloadKind;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// A member that stores what it is sent and answers reads with it, byte 100 of the value
+    /// changed while `tamper` is set (a disk or a network that damages data).
+    #[derive(Clone, Default)]
+    struct Member {
+        kv: Arc<Mutex<BTreeMap<String, Value>>>,
+        tamper: Arc<AtomicBool>,
+    }
+
+    async fn put(
+        State(m): State<Member>,
+        Path(key): Path<String>,
+        Json(b): Json<Value>,
+    ) -> Json<Value> {
+        m.kv.lock().unwrap().insert(key, b["value"].clone());
+        Json(json!({}))
+    }
+
+    async fn read(State(m): State<Member>, Path(key): Path<String>) -> Json<Value> {
+        let v =
+            m.kv.lock()
+                .unwrap()
+                .get(&key)
+                .cloned()
+                .unwrap_or(Value::Null);
+        let v = match v {
+            Value::String(s) if m.tamper.load(Ordering::SeqCst) => {
+                let mut b = s.into_bytes();
+                b[100] = if b[100] == b'A' { b'B' } else { b'A' };
+                Value::String(String::from_utf8(b).unwrap())
+            }
+            v => v,
+        };
+        Json(json!({ "value": v }))
+    }
+
+    /// `(invoke, completion)` of each op in turn, as a kv history of one process per op.
+    fn history(
+        steps: &[(Op, Outcome<Reply>)],
+    ) -> (History, Vec<splitbrain_checker::history::Event>) {
+        let w = WorkloadKind::Kv.workload();
+        let mut events = Vec::new();
+        for (i, (op, outcome)) in steps.iter().enumerate() {
+            let c = w.completion(op, outcome.clone());
+            let t = i as u64 * 20;
+            events.push(
+                json!({"index": events.len(), "time": t, "process": i, "type": "invoke",
+                "f": op.f().name(), "key": op.key(), "value": w.invocation_value(op)}),
+            );
+            let kind = serde_json::to_value(c.kind).unwrap();
+            events.push(
+                json!({"index": events.len(), "time": t + 10, "process": i, "type": kind,
+                "f": op.f().name(), "key": op.key(), "value": c.value}),
+            );
+        }
+        let events: Vec<splitbrain_checker::history::Event> = events
+            .into_iter()
+            .map(|e| serde_json::from_value(e).unwrap())
+            .collect();
+        (History::from_events(events.clone()).unwrap(), events)
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_padding_was_tampered_with_is_a_corrupt_value_and_the_key_is_invalid() {
+        let member = Member::default();
+        let app = axum::Router::new()
+            .route("/kv/{key}", get(read).put(put))
+            .with_state(member.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let padding = Padding::new(
+            ValueSize {
+                bytes: 4096,
+                dist: SizeDist::Constant,
+            },
+            9,
+        );
+        let client = HttpClient::new(&format!("http://{addr}"), Duration::from_secs(2))
+            .unwrap()
+            .with_values(Values::Padded(padding));
+        let write = Op::Write {
+            key: "k0".into(),
+            value: 3,
+        };
+        let read_op = Op::Read { key: "k0".into() };
+        let w = client.invoke(&write, "c0-1").await;
+        assert_eq!(w, Outcome::Ok(Reply::Done));
+        let stored = member.kv.lock().unwrap()["k0"].clone();
+        assert_eq!(
+            stored.as_str().map(str::len),
+            Some(4096),
+            "the wire value's size"
+        );
+        let good = client.invoke(&read_op, "").await;
+        assert_eq!(good, Outcome::Ok(Reply::Value(Some(3))));
+        member.tamper.store(true, Ordering::SeqCst);
+        let bad = client.invoke(&read_op, "").await;
+        assert_eq!(bad, Outcome::Ok(Reply::Value(Some(CORRUPT))));
+
+        let (h, _) = history(&[(write.clone(), w.clone()), (read_op.clone(), good.clone())]);
+        let opts = CheckOptions::default();
+        assert_eq!(check(&h, ModelKind::Kv, &opts).valid, Verdict::Valid);
+        let (h, events) = history(&[(write, w), (read_op.clone(), good), (read_op, bad)]);
+        assert_eq!(check(&h, ModelKind::Kv, &opts).valid, Verdict::Invalid);
+        let stats = crate::summary::stats(&events, &[]);
+        assert_eq!(stats.corrupt_reads, 1);
+        assert!(crate::summary::render(&stats).contains("corrupt reads       1:"));
     }
 }
