@@ -280,9 +280,7 @@ async fn run_async(
     // A member that exits during start-up (most often: its port was taken between the choice
     // and its bind) gets the proxy network rebuilt on fresh ports, up to 3 attempts.
     let can_retry = opts.net != NetKind::Netns && hosted.is_none() && remote.is_none();
-    let mut prebuilt_net = remote
-        .as_ref()
-        .map(|r| r.net.clone() as Arc<dyn Network>);
+    let mut prebuilt_net = remote.as_ref().map(|r| r.net.clone() as Arc<dyn Network>);
     let mut attempt = 0;
     let cluster = loop {
         attempt += 1;

@@ -16,6 +16,12 @@
 //! size (`splitbrain_workloads::values`, constant size, the seed-1 filler) and reads decode
 //! and verify it; the throughput rows then also give MB/s (ok writes/s × BYTES / 10⁶).
 //!
+//! `--net direct,proxy,message` measures each target on each of those networks (default
+//! `direct`): `proxy` puts the TCP proxy of `test --net proxy` on every directed peer link,
+//! `message` the relay of `test --net message` (splitbrain only), with no fault active, so the
+//! table shows what a network costs a run. Columns are then named `target@net`; with `message`
+//! a row gives the relay's messages per second during each throughput phase.
+//!
 //! Latencies are of ok operations; the table gives each target's figure and its ratio to the
 //! first target's. `--json` prints the same as JSON. Member data and logs go to
 //! `<results>/bench/<time>/<target>/`.
@@ -62,6 +68,52 @@ pub struct Args {
     /// throughput rows also give MB/s. Default: small integers
     #[arg(long, value_name = "BYTES")]
     pub value_size: Option<String>,
+    /// Comma list of networks to measure each target on: direct (peers dial each other),
+    /// proxy (`test --net proxy`), message (`test --net message`, splitbrain only)
+    #[arg(long, default_value = "direct", value_name = "NETS")]
+    pub net: String,
+}
+
+/// A network `bench --net` can put between the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchNet {
+    Direct,
+    Proxy,
+    Message,
+}
+
+impl BenchNet {
+    fn name(self) -> &'static str {
+        match self {
+            BenchNet::Direct => "direct",
+            BenchNet::Proxy => "proxy",
+            BenchNet::Message => "message",
+        }
+    }
+}
+
+/// `--net`, parsed (errors name the flag).
+pub fn parse_nets(list: &str) -> Result<Vec<BenchNet>, BadInput> {
+    let mut nets = Vec::new();
+    for n in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net = match n {
+            "direct" => BenchNet::Direct,
+            "proxy" => BenchNet::Proxy,
+            "message" => BenchNet::Message,
+            _ => {
+                return Err(BadInput(format!(
+                    "--net {n:?}: expected direct, proxy or message"
+                )))
+            }
+        };
+        if !nets.contains(&net) {
+            nets.push(net);
+        }
+    }
+    if nets.is_empty() {
+        return Err(BadInput("--net: name at least one network".into()));
+    }
+    Ok(nets)
 }
 
 impl Args {
@@ -108,6 +160,13 @@ pub struct TargetBench {
     pub throughput_mb_s: BTreeMap<usize, f64>,
     /// Seconds from SIGKILL of the leader to the next ok write, per round.
     pub failover_s: Vec<f64>,
+    /// The network between the members (`--net`).
+    #[serde(default)]
+    pub net: String,
+    /// Clients → peer messages the relay passed per second during that throughput phase
+    /// (`--net message` only).
+    #[serde(default)]
+    pub relay_msgs_per_s: BTreeMap<usize, f64>,
     pub failover_median_s: Option<f64>,
     pub failover_max_s: Option<f64>,
 }
@@ -295,14 +354,23 @@ fn bench_plan(name: &str, args: &Args) -> Result<crate::plan::TestPlan, BadInput
 
 async fn bench_target(
     name: &str,
+    on: BenchNet,
+    label: &str,
     args: &Args,
     dir: &std::path::Path,
 ) -> anyhow::Result<TargetBench> {
-    let target = bench_plan(name, args)?.sut()?;
+    let plan = bench_plan(name, args)?;
+    let target = plan.sut()?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
-    let net: Arc<dyn Network> =
-        Arc::new(DirectNet::new(&ids, target.shares_client_and_peer_port())?);
-    let run_dir = dir.join(name);
+    let shared = target.shares_client_and_peer_port();
+    let net: Arc<dyn Network> = match on {
+        BenchNet::Direct => Arc::new(DirectNet::new(&ids, shared)?),
+        BenchNet::Proxy => Arc::new(crate::net::proxy::ProxyNet::start(&ids, shared, 1).await?),
+        BenchNet::Message => {
+            Arc::new(crate::net::message::network::MessageNet::start(&ids, shared, 1).await?)
+        }
+    };
+    let run_dir = dir.join(label);
     let cluster = Arc::new(Cluster::new(
         target.clone(),
         net,
@@ -349,8 +417,14 @@ async fn bench_target(
     .await;
     let write_latency = sequential(leader.as_ref(), dur, true, "w", "seq").await;
     let mut tput = BTreeMap::new();
+    let mut relay_msgs_per_s = BTreeMap::new();
+    let relayed = || cluster.net.messages().map(|r| r.counters().seen);
     for n in [1usize, 16, 64] {
+        let (before, t0) = (relayed(), Instant::now());
         tput.insert(n, throughput(&clients, n, dur).await);
+        if let (Some(b), Some(a)) = (before, relayed()) {
+            relay_msgs_per_s.insert(n, a.saturating_sub(b) as f64 / t0.elapsed().as_secs_f64());
+        }
     }
     let read_latency = sequential(leader.as_ref(), dur, false, "w", "read").await;
 
@@ -399,7 +473,9 @@ async fn bench_target(
         None => BTreeMap::new(),
     };
     Ok(TargetBench {
-        target: name.to_string(),
+        target: label.to_string(),
+        net: on.name().to_string(),
+        relay_msgs_per_s,
         write_latency,
         read_latency,
         throughput: tput,
@@ -442,6 +518,16 @@ pub fn render_table(b: &[TargetBench]) -> String {
                 format!("  {n} clients, {} values (MB/s)", human_bytes(bytes)),
                 b.iter()
                     .map(|t| t.throughput_mb_s.get(&n).copied())
+                    .collect(),
+            ));
+        }
+    }
+    if b.iter().any(|t| !t.relay_msgs_per_s.is_empty()) {
+        for n in [1usize, 16, 64] {
+            rows.push((
+                format!("relay messages/s, {n} clients"),
+                b.iter()
+                    .map(|t| t.relay_msgs_per_s.get(&n).copied())
                     .collect(),
             ));
         }
@@ -499,8 +585,28 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if names.is_empty() {
         return Err(crate::cli::exit::BadInput("--target: name at least one target".into()).into());
     }
+    let nets = parse_nets(&args.net)?;
     for n in &names {
-        bench_plan(n, &args)?;
+        let kind = bench_plan(n, &args)?.target;
+        for &net in &nets {
+            let fits = match net {
+                BenchNet::Direct => true,
+                BenchNet::Proxy => kind.peer_links_proxyable(),
+                BenchNet::Message => kind == TargetKind::Splitbrain,
+            };
+            if !fits {
+                return Err(BadInput(format!(
+                    "--net {}: --target {n} cannot run on it ({})",
+                    net.name(),
+                    if net == BenchNet::Proxy {
+                        "its peers do not dial the addresses they are given"
+                    } else {
+                        "the relay reads splitbrain's own peer messages"
+                    }
+                ))
+                .into());
+            }
+        }
     }
     if args.duration.is_nan() || args.duration <= 0.0 || args.nodes == 0 {
         return Err(
@@ -518,16 +624,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .context("starting the tokio runtime")?;
     let mut all = Vec::new();
     for n in &names {
-        if !args.json {
-            eprintln!(
-                "benchmarking {n} ({} members, {} s per measurement)…",
-                args.nodes, args.duration
+        for &net in &nets {
+            let label = if nets == [BenchNet::Direct] {
+                n.clone()
+            } else {
+                format!("{n}@{}", net.name())
+            };
+            if !args.json {
+                eprintln!(
+                    "benchmarking {label} ({} members, {} s per measurement)…",
+                    args.nodes, args.duration
+                );
+            }
+            all.push(
+                rt.block_on(bench_target(n, net, &label, &args, &dir))
+                    .with_context(|| format!("benchmarking {label}"))?,
             );
         }
-        all.push(
-            rt.block_on(bench_target(n, &args, &dir))
-                .with_context(|| format!("benchmarking {n}"))?,
-        );
     }
     if args.json {
         println!(
@@ -561,9 +674,43 @@ mod tests {
             value_size: None,
             throughput_mb_s: BTreeMap::new(),
             failover_s: vec![],
+            net: "direct".into(),
+            relay_msgs_per_s: BTreeMap::new(),
             failover_median_s: fo,
             failover_max_s: fo,
         }
+    }
+
+    #[test]
+    fn nets_parse_in_order_without_repeats_and_a_bad_name_names_the_flag() {
+        assert_eq!(
+            parse_nets("proxy, message,proxy").unwrap(),
+            vec![BenchNet::Proxy, BenchNet::Message]
+        );
+        assert_eq!(parse_nets("direct").unwrap(), vec![BenchNet::Direct]);
+        let e = parse_nets("netns").unwrap_err().0;
+        assert!(e.contains("--net \"netns\"") && e.contains("proxy"), "{e}");
+        assert!(parse_nets(" , ").unwrap_err().0.contains("--net"));
+    }
+
+    #[test]
+    fn with_the_message_network_the_table_gives_the_relays_messages_per_second() {
+        let a = tb("splitbrain@proxy", 2.0, None);
+        let mut b = tb("splitbrain@message", 2.5, None);
+        b.relay_msgs_per_s = [(1, 900.0), (16, 25000.0), (64, 30000.0)].into();
+        let t = render_table(&[a.clone(), b]);
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("relay messages/s, 16 clients"))
+            .unwrap();
+        assert!(row.contains('–') && row.contains("25000.00"), "{row}");
+        assert!(t
+            .lines()
+            .next()
+            .unwrap()
+            .contains("splitbrain@message/splitbrain@proxy"));
+        // No relay, no relay rows.
+        assert!(!render_table(&[a]).contains("relay messages"));
     }
 
     #[test]
