@@ -540,23 +540,36 @@ pub fn render_table(b: &[TargetBench]) -> String {
         "failover max (s)".into(),
         b.iter().map(|t| t.failover_max_s).collect(),
     ));
+    // Columns as wide as their heading (long `target@net` names), at least 14 and 16.
+    let w: Vec<usize> = b.iter().map(|t| t.target.chars().count().max(12) + 2).collect();
+    let ratio_heads: Vec<String> = b
+        .iter()
+        .skip(1)
+        .map(|t| format!("{}/{}", t.target, b[0].target))
+        .collect();
+    let rw: Vec<usize> = ratio_heads
+        .iter()
+        .map(|h| h.chars().count().max(14) + 2)
+        .collect();
     let mut out = format!("{:<38}", "");
-    for t in b {
-        out += &format!("{:>14}", t.target);
+    for (t, w) in b.iter().zip(&w) {
+        out += &format!("{:>w$}", t.target);
     }
-    for t in b.iter().skip(1) {
-        out += &format!("{:>16}", format!("{}/{}", t.target, b[0].target));
+    for (h, w) in ratio_heads.iter().zip(&rw) {
+        out += &format!("{h:>w$}");
     }
     out += "\n";
     for (label, vals) in rows {
         out += &format!("{label:<38}");
-        for v in &vals {
-            out += &v.map_or(format!("{:>14}", "–"), |x| format!("{x:>14.2}"));
+        for (v, w) in vals.iter().zip(&w) {
+            out += &v.map_or(format!("{:>w$}", "–"), |x| format!("{x:>w$.2}"));
         }
-        for v in vals.iter().skip(1) {
+        for (v, w) in vals.iter().skip(1).zip(&rw) {
             let r = match (v, vals[0]) {
-                (Some(x), Some(base)) if base > 0.0 => format!("{:>15.2}x", x / base),
-                _ => format!("{:>16}", "–"),
+                (Some(x), Some(base)) if base > 0.0 => {
+                    format!("{:>w$}", format!("{:.2}x", x / base))
+                }
+                _ => format!("{:>w$}", "–"),
             };
             out += &r;
         }
@@ -709,6 +722,8 @@ mod tests {
             .next()
             .unwrap()
             .contains("splitbrain@message/splitbrain@proxy"));
+        // Every heading stands apart from the next.
+        assert!(t.lines().next().unwrap().contains("splitbrain@proxy  "), "{t}");
         // No relay, no relay rows.
         assert!(!render_table(&[a]).contains("relay messages"));
     }
