@@ -165,3 +165,43 @@ fn commit_old_term_is_caught_by_the_aimed_figure8_nemesis() {
         "{stop}"
     );
 }
+
+#[test]
+fn vote_any_log_alone_is_caught_by_the_aimed_stale_vote_nemesis() {
+    // The catch table's configuration (README, docs/catching-bugs.md), seed 1.
+    let (code, stdout, _run, events, _dir) = run_test(&[
+        "--net",
+        "message",
+        "--nodes",
+        "3",
+        "--time-limit",
+        "30",
+        "--op-timeout",
+        "10",
+        "--workload",
+        "append",
+        "--nemesis",
+        "msg-stale-vote",
+        "--nemesis-interval",
+        "8",
+        "--seed",
+        "1",
+        "--name",
+        "msg-stale-vote",
+        "--node-arg=--bug",
+        "--node-arg=vote-any-log",
+    ]);
+    assert_eq!(code, 1, "not caught (exit {code}):\n{stdout}");
+    // The lagging follower was elected while the others' commit index was capped.
+    let stops = nemesis_events(&events, "stop-msg-stale-vote");
+    let elected = stops.iter().any(|stop| {
+        stop["value"]["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["phase"] == "stale-leader"))
+            && stop["value"]["counts"]["held_commits"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+    });
+    assert!(elected, "{stops:?}");
+}

@@ -541,7 +541,10 @@ pub fn render_table(b: &[TargetBench]) -> String {
         b.iter().map(|t| t.failover_max_s).collect(),
     ));
     // Columns as wide as their heading (long `target@net` names), at least 14 and 16.
-    let w: Vec<usize> = b.iter().map(|t| t.target.chars().count().max(12) + 2).collect();
+    let w: Vec<usize> = b
+        .iter()
+        .map(|t| t.target.chars().count().max(12) + 2)
+        .collect();
     let ratio_heads: Vec<String> = b
         .iter()
         .skip(1)
@@ -723,7 +726,10 @@ mod tests {
             .unwrap()
             .contains("splitbrain@message/splitbrain@proxy"));
         // Every heading stands apart from the next.
-        assert!(t.lines().next().unwrap().contains("splitbrain@proxy  "), "{t}");
+        assert!(
+            t.lines().next().unwrap().contains("splitbrain@proxy  "),
+            "{t}"
+        );
         // No relay, no relay rows.
         assert!(!render_table(&[a]).contains("relay messages"));
     }
