@@ -65,6 +65,8 @@ pub enum NetnsError {
     BadLoss(f64),
     #[error("entering namespace {ns}: {source}")]
     Enter { ns: String, source: std::io::Error },
+    #[error("starting the clients' runtime: {0}")]
+    ClientsRuntime(std::io::Error),
 }
 
 type Result<T> = std::result::Result<T, NetnsError>;
@@ -107,10 +109,7 @@ impl ClientsRuntime {
                         .thread_name("netns-client")
                         .enable_all()
                         .build()
-                        .map_err(|source| NetnsError::Enter {
-                            ns: ns.clone(),
-                            source,
-                        })
+                        .map_err(NetnsError::ClientsRuntime)
                 });
                 match rt {
                     Ok(rt) => {
@@ -124,13 +123,11 @@ impl ClientsRuntime {
                     }
                 }
             })
-            .map_err(|source| NetnsError::Enter {
-                ns: "clients' runtime thread".into(),
-                source,
-            })?;
-        let handle = rx.recv().map_err(|_| NetnsError::Enter {
-            ns: "clients' runtime thread".into(),
-            source: std::io::Error::other("the thread ended before starting the runtime"),
+            .map_err(NetnsError::ClientsRuntime)?;
+        let handle = rx.recv().map_err(|_| {
+            NetnsError::ClientsRuntime(std::io::Error::other(
+                "its thread ended before starting the runtime",
+            ))
         })??;
         Ok(ClientsRuntime {
             handle,

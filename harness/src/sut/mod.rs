@@ -217,10 +217,7 @@ impl Target for OnRuntime {
     }
 
     fn client(&self, member: &MemberSpec, timeout: Duration) -> anyhow::Result<Arc<dyn Client>> {
-        Ok(Arc::new(OnRuntimeClient {
-            inner: self.inner.client(member, timeout)?,
-            handle: self.handle.clone(),
-        }))
+        self.client_with_values(member, timeout, Values::Plain)
     }
 
     fn client_with_values(
