@@ -6,8 +6,11 @@
 #   2. correct: the correct node under every nemesis, RUNS_OK runs each (seeds 1..RUNS_OK);
 #               every run must be valid (exit 0); rows with `corrupt` also count the members
 #               that refused their damaged data (the summary's "refused its data" lines).
+#   3. untuned: each --bug mode under the plain default run (`splitbrain test --time-limit 30`:
+#               5 nodes, the `thorough` nemesis), RUNS_BUG runs; caught = invalid (exit 1) or
+#               the cluster check failed (exit 3), counted apart. Not part of `both`.
 #
-# Usage: scripts/catch-table.sh [bugs|correct|both]      (default: both)
+# Usage: scripts/catch-table.sh [bugs|correct|both|untuned]      (default: both)
 # Environment: RUNS_BUG (5), RUNS_OK (20), RESULTS (results/catch-table),
 #              SPLITBRAIN (target/release/splitbrain; built if missing),
 #              ONLY (a regex of bug or nemesis names to run, e.g. ONLY=stale-read),
@@ -86,6 +89,24 @@ if [ "$WHAT" = bugs ] || [ "$WHAT" = both ]; then
         echo "| \`$row\` | \`splitbrain test $args --node-arg=--bug --node-arg=$bug --seed $SEED_FROM..$((SEED_FROM + RUNS_BUG - 1))\` | $invalid/$RUNS_BUG$note |"
     done
     echo
+fi
+if [ "$WHAT" = untuned ]; then
+    echo "| bug | \`splitbrain test --time-limit 30\` + the bug: caught runs |"
+    echo "|---|---|"
+    UNTUNED=(stale-read ack-before-commit vote-any-log no-dedup commit-old-term no-truncate-check no-fsync torn-tail-any-damage)
+    for bug in "${UNTUNED[@]}"; do
+        [[ $bug =~ $ONLY ]] || continue
+        invalid=0 cluster=0 other=0
+        for seed in $(seq "$SEED_FROM" $((SEED_FROM + RUNS_BUG - 1))); do
+            code=$(run "untuned-$bug" "$seed" --time-limit 30 --node-arg=--bug --node-arg="$bug")
+            case $code in 1) invalid=$((invalid + 1)) ;; 3) cluster=$((cluster + 1)) ;; 0) ;; *) other=$((other + 1)) ;; esac
+        done
+        caught=$((invalid + cluster))
+        note=""
+        [ "$cluster" -gt 0 ] && note=" ($invalid invalid, $cluster cluster check)"
+        [ "$other" -gt 0 ] && note="$note ($other unknown or errors)"
+        echo "| \`$bug\` | $caught/$RUNS_BUG$note |"
+    done
 fi
 if [ "$WHAT" = correct ] || [ "$WHAT" = both ]; then
     echo "| nemesis | command | valid runs |"

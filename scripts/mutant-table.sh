@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The hand-written mutant table (docs/catching-bugs.md): every patch in scripts/mutants/ is
 # applied to a copy of the node (scripts/build-mutant.sh), and README configurations are run
-# against it, seeds SEED_FROM..SEED_FROM+SEEDS-1. A run counts as caught when it is invalid
-# (exit 1); runs whose output says a member exited on its own are counted beside it.
+# against it, seeds SEED_FROM..SEED_FROM+SEEDS-1. A run counts as caught when it fails: its
+# history is invalid (exit 1) or the cluster check failed (exit 3: a member exited, diverged,
+# stayed behind, or two leaders of one term were seen; counted beside it as "cluster: k");
+# runs whose output says a member exited on its own are counted beside it too.
 #
 # Usage: scripts/mutant-table.sh [MUTANT…]            (default: every scripts/mutants/*.patch)
 # Environment: SEEDS (5), SEED_FROM (1), CONFIGS (a regex over the configuration names
@@ -12,7 +14,7 @@
 #              add a column), PREBUILT=1 (use the binaries build-mutant.sh left in
 #              $MUTANT_DIR/bin/<mutant>/ instead of building).
 #
-# Prints one Markdown table: mutant × configuration → "invalid/runs (exited: k)". Every run's
+# Prints one Markdown table: mutant × configuration → "caught/runs (cluster: k, exited: k)". Every run's
 # output and run directory are kept under $RESULTS.
 set -u
 cd "$(dirname "$0")/.."
@@ -80,7 +82,7 @@ for m in "${MUTANTS[@]}"; do
     fi
     for c in "${CONF_NAMES[@]}"; do
         [[ $c =~ $CONFIGS ]] || continue
-        invalid=0 exited=0 other=0 runs=0
+        invalid=0 cluster=0 exited=0 other=0 runs=0
         for ((s = SEED_FROM; s < SEED_FROM + SEEDS; s++)); do
             out="$RESULTS/$m-$c-seed$s.out"
             # shellcheck disable=SC2086
@@ -89,12 +91,15 @@ for m in "${MUTANTS[@]}"; do
             rc=$?
             runs=$((runs + 1))
             [ $rc -eq 1 ] && invalid=$((invalid + 1))
-            [ $rc -ne 0 ] && [ $rc -ne 1 ] && other=$((other + 1))
+            [ $rc -eq 3 ] && cluster=$((cluster + 1))
+            [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 3 ] && other=$((other + 1))
             grep -q "exited on its own" "$out" && exited=$((exited + 1))
             echo "$m $c seed $s: exit $rc" >&2
         done
-        cell="$invalid/$runs"
-        [ $invalid -gt 0 ] && cell="**$cell**"
+        caught=$((invalid + cluster))
+        cell="$caught/$runs"
+        [ $caught -gt 0 ] && cell="**$cell**"
+        [ $cluster -gt 0 ] && cell="$cell (cluster: $cluster)"
         [ $exited -gt 0 ] && cell="$cell (exited: $exited)"
         [ $other -gt 0 ] && cell="$cell (unknown/error: $other)"
         row="$row $cell |"

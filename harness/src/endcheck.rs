@@ -45,6 +45,10 @@ pub struct ClusterCheck {
     /// outcome of that fault, reported as such and not counted as failures.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excused: Vec<Finding>,
+    /// What the run-time monitor ([`crate::monitor`]) observed; its findings are in
+    /// [`Self::findings`] too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during_run: Option<crate::monitor::Summary>,
 }
 
 impl ClusterCheck {
@@ -72,6 +76,16 @@ impl ClusterCheck {
             .partition(|f| f.kind == "behind");
         self.findings = kept;
         self.excused.extend(excused);
+    }
+
+    /// Adds what the run-time monitor found (`two-leaders`, `diverged` during the run) and
+    /// its summary. Nothing when the checks did not run (Ctrl-C).
+    pub fn add_during_run(&mut self, m: &crate::monitor::Monitor) {
+        if !self.ran {
+            return;
+        }
+        self.findings.extend(m.findings().iter().cloned());
+        self.during_run = Some(m.summary().clone());
     }
 
     /// True if nothing was found.
@@ -117,6 +131,9 @@ impl ClusterCheck {
                 out.push_str(&format!(
                     "; {behind} behind with no quorum left (a majority refused its data)"
                 ));
+            }
+            if let Some(d) = &self.during_run {
+                out.push_str(&format!("; during the run: {}", d.line()));
             }
             return out;
         }
@@ -244,6 +261,7 @@ pub async fn check_cluster(cluster: &Cluster, deadline: Duration) -> ClusterChec
                 partial,
                 waited_ms: t0.elapsed().as_millis() as u64,
                 excused: Vec::new(),
+                during_run: None,
             };
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -26,6 +26,8 @@
 //!   harness as their network (`router`: per-node queues, the message fault engine, latency,
 //!   the `lin-kv` service; `process`: the host of piped, niced processes; `protocol`: pure).
 //! - [`endcheck`]: end-of-run cluster checks (members converge, none exited, none behind).
+//! - [`monitor`]: invariants watched during the run from every member's `/status` (one
+//!   leader per term, one state per applied index); its findings join the cluster check.
 //! - [`client`]: client workers (one logical process each), the rate limiter, final reads.
 //! - [`recorder`]: the history as it happens, streamed to `history.jsonl`.
 //! - [`analysis`]: one analysis of a run's history (ops, fault windows, statistics,
@@ -45,6 +47,7 @@ pub mod cluster;
 pub mod endcheck;
 pub mod host;
 pub mod maelstrom;
+pub mod monitor;
 pub mod nemesis;
 pub mod net;
 pub mod plan;

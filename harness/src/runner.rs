@@ -359,6 +359,9 @@ async fn run_async(
         opts.workload.keyed(),
     )?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The run-time invariants (`crate::monitor`), from the first operation to the final reads.
+    let (monitor_stop, monitor_rx) = watch::channel(false);
+    let monitor_task = tokio::spawn(crate::monitor::run(cluster.clone(), monitor_rx));
 
     // Clients.
     let op_timeout = Duration::from_secs_f64(opts.op_timeout_s);
@@ -474,6 +477,8 @@ async fn run_async(
         )
         .await;
     }
+    monitor_stop.send_replace(true);
+    let monitor = monitor_task.await.context("the run-time monitor panicked")?;
     let cluster_check = if interrupted {
         crate::endcheck::ClusterCheck::default()
     } else {
@@ -498,6 +503,9 @@ async fn run_async(
     let mut cluster_check = cluster_check;
     cluster_check.excuse(&refused.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
     cluster_check.excuse_behind_without_quorum(refused.len(), cluster.specs.len());
+    // What the monitor saw while the members ran stands even for members that later refused
+    // damaged data: it was seen before the damage.
+    cluster_check.add_during_run(&monitor);
     recorder.finish()?;
     progress.phase(Phase::Check, "");
 

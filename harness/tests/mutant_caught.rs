@@ -5,16 +5,21 @@
 //! `<target>/mutant-ci/target`, seeded on first use with hard links to this build's
 //! `release/` artifacts, so only the node crate is compiled), and runs
 //! `splitbrain test` with `SPLITBRAIN_EXE` pointing at a wrapper that runs the mutant for
-//! `splitbrain node …`. The verdict must be invalid (exit 1).
+//! `splitbrain node …`. `follower-local-reads` must give an invalid verdict (exit 1);
+//! `sessions-lost-in-snapshot` must fail the run-time monitor (`harness/src/monitor.rs`):
+//! exit 3 with a `diverged` finding made *during the run*.
+//!
+//! The two tests share one source copy and run one at a time (a lock): only 2 cores.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The mutant, the configuration (a README one) and a seed that catches it.
-const MUTANT: &str = "follower-local-reads";
-const SEED: &str = "1";
+/// The default configuration (`splitbrain test --time-limit 30`, a README one).
 const ARGS: &[&str] = &["--time-limit", "30"];
+/// One mutant build and run at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,10 +73,11 @@ fn sync_tree(src: &Path, dst: &Path) {
     }
 }
 
-#[test]
-fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
+/// Builds the node with `scripts/mutants/<mutant>.patch` applied; returns a `splitbrain`
+/// wrapper that runs it for `splitbrain node …`.
+fn build_mutant(mutant: &str) -> PathBuf {
     let ws = workspace();
-    let patch = ws.join("scripts/mutants").join(format!("{MUTANT}.patch"));
+    let patch = ws.join("scripts/mutants").join(format!("{mutant}.patch"));
     assert!(patch.is_file(), "missing {}", patch.display());
     let base = target_dir().join("mutant-ci");
     let src = base.join("src");
@@ -127,28 +133,35 @@ fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
         // repository (it would then skip paths "outside" the copy).
         .env("GIT_CEILING_DIRECTORIES", &base)
         .status();
-    assert!(st.success(), "building the {MUTANT} mutant failed");
+    assert!(st.success(), "building the {mutant} mutant failed");
 
+    // The binary is copied next to its wrapper: the next mutant's build overwrites
+    // target/release/splitbrain-node.
     let node = tgt.join("release/splitbrain-node");
-    let wrapper = base.join("splitbrain-mutant");
+    let kept = base.join(format!("splitbrain-node-{mutant}"));
+    std::fs::copy(&node, &kept).expect("keeping the mutant's binary");
+    let wrapper = base.join(format!("splitbrain-{mutant}"));
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\n[ \"$1\" = node ] && shift\nexec '{}' \"$@\"\n",
-            node.display()
+            kept.display()
         ),
     )
     .unwrap();
     let mut perm = std::fs::metadata(&wrapper).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&wrapper, perm).unwrap();
+    wrapper
+}
 
-    let results = tempfile::tempdir().unwrap();
+/// Runs `splitbrain test ARGS --seed SEED` against `wrapper`'s node; returns its output.
+fn run_against(wrapper: &Path, seed: &str, results: &Path) -> Output {
     let child = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
         .arg("test")
         .args(ARGS)
-        .args(["--seed", SEED, "--results"])
-        .arg(results.path())
+        .args(["--seed", seed, "--results"])
+        .arg(results)
         .env("SPLITBRAIN_EXE", &wrapper)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -167,15 +180,75 @@ fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
         }
         handle.join().unwrap().expect("splitbrain test output")
     };
+    out
+}
+
+#[test]
+fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (mutant, seed) = ("follower-local-reads", "1");
+    let wrapper = build_mutant(mutant);
+    let results = tempfile::tempdir().unwrap();
+    let out = run_against(&wrapper, seed, results.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(1),
-        "the {MUTANT} mutant was not caught (seed {SEED}, {ARGS:?}):\n{stdout}\n{}",
+        "the {mutant} mutant was not caught (seed {seed}, {ARGS:?}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         stdout.contains("INVALID"),
         "no INVALID verdict in:\n{stdout}"
     );
+}
+
+/// The clients see nothing wrong (every session-less member still answers correctly until a
+/// retry crosses a snapshot, and the default run sends none), and at the end every member
+/// may have restarted from the same snapshot and agree again; but while one member runs
+/// without the sessions the others keep, its state at an applied index differs from theirs.
+#[test]
+fn the_sessions_lost_in_snapshot_mutant_fails_the_run_time_monitor_of_the_default_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (mutant, seed) = ("sessions-lost-in-snapshot", "1");
+    let wrapper = build_mutant(mutant);
+    let results = tempfile::tempdir().unwrap();
+    let out = run_against(&wrapper, seed, results.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the {mutant} mutant did not fail the cluster check (seed {seed}, {ARGS:?}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = find_results(results.path());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&res).unwrap()).unwrap();
+    let findings = v["cluster_check"]["findings"].as_array().expect("findings");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "diverged"
+            && f["detail"].as_str().unwrap_or("").starts_with("during the run")),
+        "no divergence seen during the run: {findings:?}"
+    );
+    assert!(
+        v["cluster_check"]["during_run"]["indexes_compared"].as_u64() > Some(0),
+        "{}",
+        v["cluster_check"]
+    );
+}
+
+/// The `results.json` of the one run under `dir`.
+fn find_results(dir: &Path) -> PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "results.json") {
+                return p;
+            }
+        }
+    }
+    panic!("no results.json under {}", dir.display());
 }

@@ -161,6 +161,14 @@ pub trait Target: Send + Sync {
     fn ready_deadline(&self) -> Duration {
         Duration::from_secs(30)
     }
+
+    /// True if one `/status` answer reads role and term at one instant (the node computes it
+    /// inside its event loop), so that `leader` for term T means this member led T. The
+    /// run-time monitor ([`crate::monitor`]) checks one leader per term only on such targets.
+    /// Default false: etcd's status reads the leader and the term separately.
+    fn status_is_consistent(&self) -> bool {
+        false
+    }
 }
 
 /// A client of one member: performs typed operations (`splitbrain_workloads::Op`). Request
@@ -259,6 +267,10 @@ impl Target for OnRuntime {
 
     fn ready_deadline(&self) -> Duration {
         self.inner.ready_deadline()
+    }
+
+    fn status_is_consistent(&self) -> bool {
+        self.inner.status_is_consistent()
     }
 }
 

@@ -103,6 +103,12 @@ impl Target for Splitbrain {
         ))
     }
 
+    /// The node answers `/status` inside its event loop, between two steps: role, term,
+    /// applied index and digest are one instant's.
+    fn status_is_consistent(&self) -> bool {
+        true
+    }
+
     /// `wal.log`'s frames (`len | crc | hcrc | payload`, see `splitbrain_node::wal`).
     fn record_frames(&self, file: &str, bytes: &[u8]) -> Vec<(u64, u32)> {
         if file == "wal.log" {
