@@ -115,8 +115,7 @@ impl Monitor {
     }
 
     fn observe_one(&mut self, id: &str, s: &MemberStatus) {
-        if let (true, Some("leader"), Some(term)) =
-            (self.check_leaders, s.role.as_deref(), s.term)
+        if let (true, Some("leader"), Some(term)) = (self.check_leaders, s.role.as_deref(), s.term)
         {
             match self.leaders.get(&term) {
                 None => {
@@ -263,13 +262,18 @@ mod tests {
     }
 
     fn round(v: &[(&str, MemberStatus)]) -> BTreeMap<String, MemberStatus> {
-        v.iter().map(|(id, s)| (id.to_string(), s.clone())).collect()
+        v.iter()
+            .map(|(id, s)| (id.to_string(), s.clone()))
+            .collect()
     }
 
     #[test]
     fn one_leader_per_term_over_many_rounds_is_no_finding() {
         let mut m = Monitor::new(true);
-        m.observe(&round(&[("n1", st("leader", 3, 5, "a")), ("n2", st("follower", 3, 5, "a"))]));
+        m.observe(&round(&[
+            ("n1", st("leader", 3, 5, "a")),
+            ("n2", st("follower", 3, 5, "a")),
+        ]));
         m.observe(&round(&[("n1", st("leader", 3, 6, "b"))]));
         m.observe(&round(&[("n2", st("leader", 4, 6, "b"))]));
         assert_eq!(m.findings(), &[]);
@@ -287,13 +291,19 @@ mod tests {
         let f = m.findings();
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!((f[0].member.as_str(), f[0].kind), ("n2", "two-leaders"));
-        assert!(f[0].detail.contains("term 7") && f[0].detail.contains("n1"), "{f:?}");
+        assert!(
+            f[0].detail.contains("term 7") && f[0].detail.contains("n1"),
+            "{f:?}"
+        );
     }
 
     #[test]
     fn leaders_are_not_checked_when_the_target_status_is_not_consistent() {
         let mut m = Monitor::new(false);
-        m.observe(&round(&[("n1", st("leader", 7, 5, "a")), ("n2", st("leader", 7, 5, "a"))]));
+        m.observe(&round(&[
+            ("n1", st("leader", 7, 5, "a")),
+            ("n2", st("leader", 7, 5, "a")),
+        ]));
         assert_eq!(m.findings(), &[]);
         assert!(!m.summary().leaders_checked);
     }

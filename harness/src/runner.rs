@@ -478,7 +478,9 @@ async fn run_async(
         .await;
     }
     monitor_stop.send_replace(true);
-    let monitor = monitor_task.await.context("the run-time monitor panicked")?;
+    let monitor = monitor_task
+        .await
+        .context("the run-time monitor panicked")?;
     let cluster_check = if interrupted {
         crate::endcheck::ClusterCheck::default()
     } else {

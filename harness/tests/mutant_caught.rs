@@ -227,7 +227,10 @@ fn the_sessions_lost_in_snapshot_mutant_fails_the_run_time_monitor_of_the_defaul
     let findings = v["cluster_check"]["findings"].as_array().expect("findings");
     assert!(
         findings.iter().any(|f| f["kind"] == "diverged"
-            && f["detail"].as_str().unwrap_or("").starts_with("during the run")),
+            && f["detail"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("during the run")),
         "no divergence seen during the run: {findings:?}"
     );
     assert!(
