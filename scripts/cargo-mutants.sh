@@ -66,8 +66,10 @@ harness)
     export REAL_CARGO=${CARGO:-$(command -v cargo)}
     export HARNESS_BIN=$ROOT/target/release/splitbrain
     export HARNESS_RESULTS=$CM_DIR/out/harness-runs
+    # cargo-mutants runs the cargo named by $CARGO; run through `cargo mutants`, cargo itself
+    # would set CARGO to its own path, so the tool is started directly.
     export CARGO=$ROOT/scripts/cargo-mutants-harness-cargo.sh
-    exec "$REAL_CARGO" mutants "${COMMON[@]}" --timeout "${TIMEOUT:-300}" --build-timeout 900 \
+    exec cargo-mutants mutants "${COMMON[@]}" --timeout "${TIMEOUT:-300}" --build-timeout 900 \
         --cargo-arg=--release "$@"
     ;;
 *)
