@@ -135,6 +135,7 @@ fn run(metadata: Metadata, rounds: u64) -> Run {
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
         let (addr, stop2) = (etcd.client.clone(), stop.clone());
+        let (first_ack, first_acked) = std::sync::mpsc::channel();
         let writer = std::thread::spawn(move || {
             let mut http = Http::new(&addr, Duration::from_secs(3));
             let mut ok = Vec::new();
@@ -144,10 +145,28 @@ fn run(metadata: Metadata, rounds: u64) -> Run {
                 let key = format!("r{round}k{n}");
                 if put(&mut http, &key, Instant::now() + Duration::from_secs(10)) {
                     ok.push(key);
+                    let _ = first_ack.send(());
                 }
             }
             ok
         });
+        // The second of puts starts at etcd's first acknowledged put, not at its start: on a
+        // loaded machine etcd's start on the mount (a 64 MB WAL preallocation through FUSE)
+        // took longer than the whole second, and a round then acknowledged nothing.
+        let started = Instant::now();
+        let ready = first_acked.recv_timeout(Duration::from_secs(60));
+        eprintln!(
+            "round {round}: first put acknowledged after {:?}",
+            started.elapsed()
+        );
+        if ready.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
+            let tail = log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            panic!(
+                "round {round}: etcd acknowledged no put within 60 s\n--- etcd log tail\n{tail}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(1000));
         etcd.kill(); // mid-write: the writer's current put fails
         stop.store(true, Ordering::Relaxed);
