@@ -10,6 +10,11 @@
 //! - A worker bound to member `w mod n`; each request gives up after `--op-timeout`.
 //! - The final phase reads every key any worker used, through every member in turn, retrying
 //!   a failed read a few times (failed reads are `fail`, so retries are harmless).
+//! - Read bursts (`--read-burst N`): when the harness sees a leader of a new term
+//!   ([`LeaderChanges`], fed by the run-time monitor's and the aimed faults' `/status` rounds),
+//!   every worker's next N operations are reads of the key it is working on, sent back to back
+//!   without waiting for the rate limiter: reads land on the fresh leader before it has settled
+//!   (Raft §6.4 and §8: a new leader must commit an entry of its term before it can serve them).
 
 use crate::recorder::Recorder;
 use crate::sut::{Client, Outcome};
@@ -56,6 +61,64 @@ pub struct Counters {
     pub ok: AtomicU64,
     pub fail: AtomicU64,
     pub info: AtomicU64,
+    /// Reads of read bursts, invoked (see [`LeaderChanges`]).
+    pub burst_reads: AtomicU64,
+    /// Retries sent (`--retries`: the same request id again, through the next member), and
+    /// the operations that were `ok` after one.
+    pub retries: AtomicU64,
+    pub ok_after_retry: AtomicU64,
+}
+
+/// Leader changes as the harness sees them: every round of `/status` answers it takes
+/// ([`LeaderChanges::observe`]) counts a change when some member leads a term above every term
+/// seen led before. Shared by the cluster (the monitor and the aimed faults observe) and the
+/// workers (who start a read burst per change).
+#[derive(Debug)]
+pub struct LeaderChanges {
+    top_term: AtomicU64,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for LeaderChanges {
+    fn default() -> Self {
+        LeaderChanges {
+            top_term: AtomicU64::new(0),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
+impl LeaderChanges {
+    /// Notes that a member reported leading `term`; true if that is a change (a term above
+    /// every term seen led before).
+    pub fn saw_leader(&self, term: u64) -> bool {
+        let before = self.top_term.fetch_max(term, Ordering::Relaxed);
+        if term > before {
+            self.changes.send_modify(|c| *c += 1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Notes the leaders among one round of `/status` answers.
+    pub fn observe<'a>(&self, statuses: impl IntoIterator<Item = &'a crate::sut::MemberStatus>) {
+        for s in statuses {
+            if let (Some("leader"), Some(term)) = (s.role.as_deref(), s.term) {
+                self.saw_leader(term);
+            }
+        }
+    }
+
+    /// How many changes were seen so far.
+    pub fn count(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// A receiver that wakes at each change (its current count is marked seen).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
 }
 
 /// Everything a worker needs.
@@ -77,6 +140,9 @@ pub struct Worker {
     pub op_timeout: Duration,
     /// `--duplicate-writes`: a network that duplicates requests (see [`Duplicate`]).
     pub duplicate: Option<Duplicate>,
+    /// Where leader changes are counted, and how many reads each one starts (0: none).
+    pub leader_changes: Arc<LeaderChanges>,
+    pub read_burst: usize,
 }
 
 /// The client network's faults that a nemesis switches on and off (`dup-requests`), shared by
@@ -136,7 +202,11 @@ pub async fn perform(
 /// Performs a write, cas or append, retrying an indefinite outcome up to `retries` times with
 /// the same request id, each retry through the next member (`clients[start + i]`) after
 /// waiting `backoff × i`. The node's request-id dedup makes this safe: a retry applies at most
-/// once and answers as the first.
+/// once and answers as the first. Once an attempt was indefinite the operation stays
+/// indefinite unless a retry is `ok`: a retry's definite failure (say, a refused connection to
+/// a member that is down) says nothing about the earlier attempt, which may have applied, so
+/// the operation is then `info` with the earlier attempt's reason. Returns the completion and
+/// how many retries were sent.
 #[allow(clippy::too_many_arguments)]
 pub async fn perform_with_retries(
     workload: &dyn Workload,
@@ -147,32 +217,72 @@ pub async fn perform_with_retries(
     timeout: Duration,
     retries: usize,
     backoff: Duration,
-) -> Completion {
+) -> (Completion, usize) {
     let mut i = 0;
+    let mut indefinite: Option<Completion> = None;
     loop {
         if i > 0 {
             tokio::time::sleep(backoff * i as u32).await;
         }
         let client = &clients[(start + i) % clients.len()];
         let r = perform(workload, &**client, op, rid, timeout).await;
-        if r.kind != EventType::Info || op.is_read() || i >= retries {
-            return r;
+        if r.kind == EventType::Fail {
+            if let Some(first) = indefinite {
+                return (first, i);
+            }
         }
+        if r.kind != EventType::Info || op.is_read() || i >= retries {
+            return (r, i);
+        }
+        indefinite.get_or_insert(r);
         i += 1;
     }
 }
 
 impl Worker {
     /// Runs until `stop` turns true; returns the generator (which knows the keys used).
-    pub async fn run(mut self, stop: watch::Receiver<bool>) -> Box<dyn Generator> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Box<dyn Generator> {
         let mut process = self.index as u64;
         let mut seq = 0u64;
+        // Changes before the worker started (the first election) start no burst.
+        let mut changes = self.leader_changes.subscribe();
+        let mut burst = 0usize;
         while !*stop.borrow() {
-            self.limiter.acquire().await;
-            if *stop.borrow() {
-                break;
+            if changes.has_changed().unwrap_or(false) {
+                changes.borrow_and_update();
+                burst = self.read_burst;
             }
-            let op = self.gen.next_op();
+            let burst_read = if burst > 0 {
+                burst -= 1;
+                self.gen
+                    .keys_used()
+                    .last()
+                    .map(|k| self.workload.final_read(k))
+            } else {
+                None
+            };
+            let op = match burst_read {
+                Some(op) => {
+                    self.counters.burst_reads.fetch_add(1, Ordering::Relaxed);
+                    op
+                }
+                None => {
+                    // A leader change ends the wait for the rate limiter, and the burst goes
+                    // now (the slot taken is given up); so does the end of the run.
+                    tokio::select! {
+                        _ = self.limiter.acquire() => {}
+                        Ok(()) = changes.changed(), if self.read_burst > 0 => {
+                            burst = self.read_burst;
+                            continue;
+                        }
+                        _ = stop.changed() => break,
+                    }
+                    if *stop.borrow() {
+                        break;
+                    }
+                    self.gen.next_op()
+                }
+            };
             seq += 1;
             let rid = format!("c{process}-{seq}");
             let p = Process::Client(process);
@@ -184,11 +294,14 @@ impl Worker {
                 Some(op.key()),
                 self.workload.invocation_value(&op),
             );
-            let Completion {
-                kind,
-                value,
-                reason,
-            } = perform_with_retries(
+            let (
+                Completion {
+                    kind,
+                    value,
+                    reason,
+                },
+                retried,
+            ) = perform_with_retries(
                 self.workload,
                 &self.clients,
                 self.index,
@@ -199,6 +312,14 @@ impl Worker {
                 self.retry_backoff,
             )
             .await;
+            if retried > 0 {
+                self.counters
+                    .retries
+                    .fetch_add(retried as u64, Ordering::Relaxed);
+                if kind == EventType::Ok {
+                    self.counters.ok_after_retry.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             self.recorder
                 .record_with_reason(p, kind, f, Some(op.key()), value, reason);
             if kind == EventType::Ok && !op.is_read() {
@@ -348,6 +469,8 @@ mod tests {
                 delay: Duration::from_millis(5),
                 rng: rand::rngs::StdRng::seed_from_u64(1),
             }),
+            leader_changes: Arc::default(),
+            read_burst: 0,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let h = tokio::spawn(worker.run(stop_rx));
@@ -388,6 +511,114 @@ mod tests {
         );
         net.set_dup_probability(0.0);
         assert_eq!(net.dup_probability(), 0.0);
+    }
+
+    /// Answers each request with the next outcome of its script (the last one repeats).
+    struct ScriptedClient(Mutex<Vec<Outcome<Reply>>>);
+
+    impl Client for ScriptedClient {
+        fn invoke<'a>(&'a self, _op: &'a Op, _rid: &'a str) -> BoxFuture<'a, Outcome<Reply>> {
+            let mut script = self.0.lock().unwrap();
+            let o = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            };
+            Box::pin(async move { o })
+        }
+    }
+
+    async fn with_retries(script: Vec<Outcome<Reply>>, retries: usize) -> (Completion, usize) {
+        let client: Arc<dyn Client> = Arc::new(ScriptedClient(Mutex::new(script)));
+        let op = Op::Write {
+            key: "k".into(),
+            value: 4,
+        };
+        perform_with_retries(
+            WorkloadKind::Kv.workload(),
+            &[client],
+            0,
+            &op,
+            "c1-1",
+            Duration::from_secs(1),
+            retries,
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_fails_after_an_indefinite_attempt_leaves_the_write_indefinite() {
+        let timeout = || Outcome::Info("timeout".into());
+        let refused = || Outcome::Fail("connect".into());
+        let (c, n) = with_retries(vec![timeout(), refused()], 2).await;
+        assert_eq!((c.kind, n), (EventType::Info, 1), "{c:?}");
+        assert_eq!(c.reason.as_deref(), Some("timeout"));
+        let (c, n) = with_retries(vec![timeout(), timeout(), Outcome::Ok(Reply::Done)], 2).await;
+        assert_eq!(
+            (c.kind, n),
+            (EventType::Ok, 2),
+            "a retry that is ok makes it ok"
+        );
+        let (c, n) = with_retries(vec![refused()], 2).await;
+        assert_eq!(
+            (c.kind, n),
+            (EventType::Fail, 0),
+            "a first definite failure stays one"
+        );
+        let (c, n) = with_retries(vec![timeout()], 2).await;
+        assert_eq!((c.kind, n), (EventType::Info, 2), "retries run out");
+    }
+
+    #[tokio::test]
+    async fn each_leader_change_starts_a_burst_of_reads_that_does_not_wait_for_the_rate_limiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            Arc::new(Recorder::create(&dir.path().join("h.jsonl"), Instant::now(), true).unwrap());
+        let client = Arc::new(CountingClient::default());
+        let workload = WorkloadKind::Kv.workload();
+        let changes = Arc::new(LeaderChanges::default());
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            index: 0,
+            concurrency: 1,
+            workload,
+            gen: workload.generators(1, 100, 3, false).remove(0),
+            clients: vec![client.clone()],
+            retries: 0,
+            retry_backoff: Duration::ZERO,
+            recorder,
+            // One operation at once, the next only after 10 s: every later one is a burst's.
+            limiter: Arc::new(RateLimiter::new(0.1)),
+            counters: counters.clone(),
+            op_timeout: Duration::from_secs(1),
+            duplicate: None,
+            leader_changes: changes.clone(),
+            read_burst: 4,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let h = tokio::spawn(worker.run(stop_rx));
+        let reads = || client.reads.load(Ordering::Relaxed);
+        let pause = || tokio::time::sleep(Duration::from_millis(100));
+        pause().await;
+        let r0 = reads();
+        assert!(changes.saw_leader(7), "a first leader is a change");
+        pause().await;
+        assert_eq!(reads() - r0, 4, "one burst of 4 reads");
+        assert!(!changes.saw_leader(7), "the same term again is no change");
+        assert!(!changes.saw_leader(6), "nor is an older term");
+        pause().await;
+        assert_eq!(reads() - r0, 4, "no second burst without a change");
+        assert!(changes.saw_leader(9));
+        pause().await;
+        assert_eq!(reads() - r0, 8, "a second change, a second burst");
+        assert_eq!(counters.burst_reads.load(Ordering::Relaxed), 8);
+        stop_tx.send(true).unwrap();
+        // The end of the run ends the limiter's wait too (it would last 10 s).
+        tokio::time::timeout(Duration::from_secs(2), h)
+            .await
+            .expect("the worker stops at once")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -50,6 +50,8 @@ pub struct Cluster {
     disks: OnceLock<crate::storage::Disks>,
     /// The clients' network, for faults of it (`dup-requests`).
     pub client_net: Arc<crate::client::ClientNet>,
+    /// Leader changes seen in `/status` rounds (for the workers' read bursts).
+    pub leader_changes: Arc<crate::client::LeaderChanges>,
 }
 
 pub use crate::host::{install_panic_hook, spawn_guarded};
@@ -108,6 +110,7 @@ impl Cluster {
             member_hosts: BTreeMap::new(),
             disks: OnceLock::new(),
             client_net: Arc::default(),
+            leader_changes: Arc::default(),
         })
     }
 
@@ -318,6 +321,7 @@ impl Cluster {
     }
 
     /// Asks every running member for its status (members that do not answer are left out).
+    /// The leaders among the answers are noted in [`Cluster::leader_changes`].
     pub async fn statuses(&self, timeout: Duration) -> BTreeMap<String, MemberStatus> {
         let mut out = BTreeMap::new();
         for spec in &self.specs {
@@ -328,6 +332,7 @@ impl Cluster {
                 out.insert(spec.id.clone(), s);
             }
         }
+        self.leader_changes.observe(out.values());
         out
     }
 

@@ -201,6 +201,7 @@ pub async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) -> Moni
         }
         let next = tokio::time::Instant::now() + POLL;
         let statuses = statuses_at_once(&cluster).await;
+        cluster.leader_changes.observe(statuses.values());
         m.observe(&statuses);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}

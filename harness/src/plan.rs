@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `--retries` when not given, for `--target splitbrain` (other targets: 0).
+pub const DEFAULT_RETRIES: usize = 2;
+
 /// The flags of a test run, shared by `splitbrain test` (flattened into its arguments) and
 /// the suite (which starts from their defaults, [`PlanArgs::defaults`]).
 #[derive(clap::Args, Debug, Clone)]
@@ -102,12 +105,20 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     pub op_timeout: f64,
     /// Retry an indefinite write or cas up to N times with the same request id, through the
-    /// next member (exercises the node's request-id dedup; 0: the op is `info` at once).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub retries: usize,
+    /// next member (exercises the node's request-id dedup, also across snapshots; 0: the op
+    /// is `info` at once). Default: 2 with --target splitbrain (its dedup makes a resent write
+    /// safe), 0 for every other target (etcd and NATS have no request ids, Maelstrom's lin-kv
+    /// neither).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<usize>,
     /// Seconds to wait before retry i of an indefinite write: i × this.
     #[arg(long, default_value_t = 0.1, value_name = "SECS")]
     pub retry_backoff: f64,
+    /// After each leader change the harness sees (a leader of a new term in `/status`), every
+    /// client's next N operations are reads of its current key, sent back to back, outside
+    /// --rate (0: no bursts; at most 100).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub read_burst: usize,
     /// Every write writes a value no other write uses (cas arguments stay small), so that a
     /// write applied twice shows in the history (catches broken request-id dedup)
     #[arg(long)]
@@ -237,8 +248,15 @@ impl PlanArgs {
             latency_ms: self.latency,
             latency_dist: self.latency_dist,
             missing_read_null: self.missing_read_null,
-            retries: self.retries,
+            retries: self
+                .retries
+                .unwrap_or(if self.target == TargetKind::Splitbrain {
+                    DEFAULT_RETRIES
+                } else {
+                    0
+                }),
             retry_backoff_s: self.retry_backoff,
+            read_burst: self.read_burst,
             unique_writes: self.unique_writes,
             duplicate_writes: self.duplicate_writes,
             check_timeout_s: self.check_timeout,
@@ -397,6 +415,10 @@ pub struct TestPlan {
     /// Wait before retry `i` of an indefinite write: `retry_backoff_s × i` seconds.
     #[serde(default)]
     pub retry_backoff_s: f64,
+    /// Reads per worker after each leader change (`--read-burst`, `crate::client::LeaderChanges`);
+    /// 0 (also in plans recorded before it existed): none.
+    #[serde(default)]
+    pub read_burst: usize,
     /// Every write writes a value of its own (`--unique-writes`), so that a write applied
     /// twice is visible (see `splitbrain_workloads::WorkerGen::set_unique_writes`).
     #[serde(default)]
@@ -436,6 +458,12 @@ pub struct TestPlan {
 impl TestPlan {
     /// Validates the options; errors name the flag.
     pub fn validate(&self) -> Result<(), String> {
+        if self.read_burst > 100 {
+            return Err(format!(
+                "--read-burst {}: at most 100 reads per client per leader change",
+                self.read_burst
+            ));
+        }
         if !(0.0..=1.0).contains(&self.duplicate_writes) {
             return Err(format!(
                 "--duplicate-writes {}: expected a probability in 0..=1",
@@ -725,7 +753,7 @@ mod tests {
         let e = args(|a| {
             a.target = TargetKind::Maelstrom;
             a.node_cmd = Some("python3 node.py".into());
-            a.retries = 2;
+            a.retries = Some(2);
         })
         .unwrap_err();
         assert!(e.contains("--retries"), "{e}");
@@ -745,7 +773,43 @@ mod tests {
         assert_eq!(j["net"], "proxy");
         assert_eq!(j["nemesis"], "thorough");
         assert_eq!(j["workload"], "kv");
+        assert_eq!(p.read_burst, 3);
     }
+
+    #[test]
+    fn retries_default_to_two_only_for_the_node_whose_request_ids_make_them_safe() {
+        assert_eq!(args(|_| {}).unwrap().retries, DEFAULT_RETRIES);
+        assert!(DEFAULT_RETRIES > 0);
+        let etcd = |a: &mut PlanArgs| {
+            a.target = TargetKind::Etcd;
+            a.nemesis = Some("kill".parse().unwrap());
+        };
+        assert_eq!(args(etcd).unwrap().retries, 0);
+        let m = args(|a| {
+            a.target = TargetKind::Maelstrom;
+            a.node_cmd = Some("python3 node.py".into());
+        })
+        .unwrap();
+        assert_eq!(m.retries, 0, "Maelstrom's lin-kv has no request ids");
+        assert_eq!(args(|a| a.retries = Some(0)).unwrap().retries, 0);
+        assert_eq!(
+            args(|a| {
+                etcd(a);
+                a.retries = Some(5);
+            })
+            .unwrap()
+            .retries,
+            5
+        );
+    }
+
+    #[test]
+    fn read_bursts_are_bounded() {
+        let e = args(|a| a.read_burst = 101).unwrap_err();
+        assert!(e.contains("--read-burst 101"), "{e}");
+        assert_eq!(args(|a| a.read_burst = 0).unwrap().read_burst, 0);
+    }
+
     #[test]
     fn hosts_set_the_members_and_the_ssh_network_and_refuse_what_needs_local_data_dirs() {
         let dir = tempfile::tempdir().unwrap();

@@ -59,7 +59,23 @@ pub struct RunOutcome {
     /// How often each `--nemesis` choice struck, and the choices that never did.
     pub nemesis_coverage: crate::nemesis::Coverage,
     pub nemesis_missing: Vec<&'static str>,
+    /// `--read-burst`: the leader changes the harness saw and the reads they started.
+    pub read_bursts: ReadBursts,
+    /// `--retries`: retries sent, and operations `ok` after a retry.
+    pub retries_sent: u64,
+    pub ok_after_retry: u64,
     pub elapsed_s: f64,
+}
+
+/// What `--read-burst` did in a run (see `crate::client::LeaderChanges`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ReadBursts {
+    /// Reads per client per change (0: off).
+    pub per_change: usize,
+    /// Leader changes the harness saw while the clients ran (each starts a burst).
+    pub leader_changes: u64,
+    /// Reads invoked by bursts.
+    pub reads: u64,
 }
 
 impl RunOutcome {
@@ -383,6 +399,7 @@ async fn run_async(
                 .client_with_values(spec, op_timeout, values)?,
         );
     }
+    let changes_before = cluster.leader_changes.count();
     let mut workers = Vec::new();
     for (i, gen) in gens.into_iter().enumerate() {
         // Each worker has clients of its own (its own connections), one per member.
@@ -412,6 +429,8 @@ async fn run_async(
                 delay: Duration::from_secs_f64(opts.retry_backoff_s.max(0.1)),
                 rng: rand::SeedableRng::seed_from_u64(opts.seeds().of(Stream::DuplicateNetwork(i))),
             }),
+            leader_changes: cluster.leader_changes.clone(),
+            read_burst: opts.read_burst,
         };
         workers.push(tokio::spawn(w.run(stop_rx.clone())));
     }
@@ -437,6 +456,7 @@ async fn run_async(
     progress.phase(Phase::Run, "");
     run_phase(opts, &recorder, &counters, &activity, cancel, progress).await;
     stop_tx.send_replace(true);
+    let leader_changes_in_run = cluster.leader_changes.count() - changes_before;
     progress.phase(Phase::Heal, "");
     let mut gens = Vec::new();
     for w in workers {
@@ -544,6 +564,17 @@ async fn run_async(
         cluster_check,
         nemesis_coverage,
         nemesis_missing,
+        read_bursts: ReadBursts {
+            per_change: opts.read_burst,
+            leader_changes: leader_changes_in_run,
+            reads: counters
+                .burst_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+        },
+        retries_sent: counters.retries.load(std::sync::atomic::Ordering::Relaxed),
+        ok_after_retry: counters
+            .ok_after_retry
+            .load(std::sync::atomic::Ordering::Relaxed),
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     progress.phase(Phase::Report, "");
@@ -672,6 +703,8 @@ pub fn results_json(o: &RunOutcome) -> serde_json::Value {
         "cluster_check": o.cluster_check,
         "nemesis_coverage": o.nemesis_coverage,
         "nemesis_missing": o.nemesis_missing,
+        "read_bursts": o.read_bursts,
+        "retries": {"sent": o.retries_sent, "ok_after_retry": o.ok_after_retry},
         "elapsed_s": o.elapsed_s,
     })
 }
@@ -693,6 +726,19 @@ pub fn render_outcome(o: &RunOutcome) -> String {
                 o.nemesis_missing.join(",")
             ));
         }
+    }
+    let b = &o.read_bursts;
+    if b.per_change > 0 {
+        out.push_str(&format!(
+            "read bursts         {} reads after {} leader changes (--read-burst {} per client)\n",
+            b.reads, b.leader_changes, b.per_change
+        ));
+    }
+    if o.retries_sent > 0 {
+        out.push_str(&format!(
+            "retries             {} sent with their request ids, {} ops ok after one\n",
+            o.retries_sent, o.ok_after_retry
+        ));
     }
     out.push_str(&format!("cluster check       {}\n", o.cluster_check.line()));
     if !o.cluster_check.ran {
