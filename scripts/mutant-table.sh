@@ -32,11 +32,12 @@ fi
 BIN=$(realpath "$BIN")
 
 # The configurations a README reader would try (each ≤ 60 s of operations).
-CONF_NAMES=(default partition-kill pause-isolate)
+CONF_NAMES=(default partition-kill pause-isolate message)
 declare -A CONF=(
     [default]="--time-limit 30"
     [partition-kill]="--nodes 3 --time-limit 30 --nemesis partition,kill"
     [pause-isolate]="--nodes 3 --time-limit 30 --nemesis pause,isolate-leader"
+    [message]="--net message --unique-writes --time-limit 30"
 )
 
 if [ $# -gt 0 ]; then

@@ -187,12 +187,16 @@ impl PlanArgs {
                 "--target maelstrom runs its nodes on this machine (its router is their network); --hosts does not apply".into(),
             ));
         }
-        let nemesis = match &self.nemesis {
+        let mut nemesis = match &self.nemesis {
             Some(n) => n.clone(),
             None => (if maelstrom { "partition" } else { "thorough" })
                 .parse()
                 .map_err(BadInput)?,
         };
+        if self.target == TargetKind::Splitbrain && net == NetKind::Message {
+            // `thorough` on the message network also aims at single Raft messages.
+            nemesis.add_message_choices(nodes);
+        }
         let concurrency = parse_concurrency(&self.concurrency, nodes).map_err(BadInput)?;
         let value_size = self.value_size().map_err(BadInput)?;
         if maelstrom && self.net == NetKind::Netns {
@@ -774,6 +778,38 @@ mod tests {
         assert_eq!(j["nemesis"], "thorough");
         assert_eq!(j["workload"], "kv");
         assert_eq!(p.read_burst, 3);
+    }
+
+    #[test]
+    fn thorough_adds_the_message_aimed_choice_only_on_the_message_network() {
+        let names = |p: &TestPlan| -> Vec<&'static str> {
+            p.nemesis
+                .choices
+                .iter()
+                .map(|c| nemesis::choice_name(c))
+                .collect()
+        };
+        let proxy = args(|_| {}).unwrap();
+        assert!(!names(&proxy).contains(&"msg-first-commit"));
+        let msg = args(|a| a.net = NetKind::Message).unwrap();
+        assert!(
+            names(&msg).contains(&"msg-first-commit"),
+            "{:?}",
+            names(&msg)
+        );
+        assert_eq!(names(&msg).len(), names(&proxy).len() + 1);
+        assert_eq!(serde_json::to_value(&msg).unwrap()["nemesis"], "thorough");
+        // Planned: a default-length run on the message network strikes it.
+        assert!(msg
+            .schedule()
+            .iter()
+            .any(|p| p.choice == "msg-first-commit"));
+        let kill = args(|a| {
+            a.net = NetKind::Message;
+            a.nemesis = Some("kill".parse().unwrap());
+        })
+        .unwrap();
+        assert_eq!(names(&kill), vec!["kill"]);
     }
 
     #[test]

@@ -205,3 +205,58 @@ fn vote_any_log_alone_is_caught_by_the_aimed_stale_vote_nemesis() {
     });
     assert!(elected, "{stops:?}");
 }
+
+/// `msg-first-commit` on the correct node: while the blind leader leads (between its
+/// `aim-blind-leader` and the round's `aim-heal`) nothing commits and no read is served —
+/// its no-op never reaches anyone, the deposed leader is cut off — and the run is valid.
+#[test]
+fn the_blind_leader_of_msg_first_commit_answers_nothing_until_the_heal() {
+    let (code, stdout, _run, events, _dir) = run_test(&[
+        "--net",
+        "message",
+        "--time-limit",
+        "14",
+        "--unique-writes",
+        "--nemesis",
+        "msg-first-commit",
+        "--nemesis-interval",
+        "5",
+        "--seed",
+        "1",
+        "--name",
+        "msg-first-commit",
+    ]);
+    assert_eq!(code, 0, "the correct node failed (exit {code}):\n{stdout}");
+    let time = |e: &Value| e["time"].as_u64().unwrap();
+    let blind: Vec<u64> = nemesis_events(&events, "aim-blind-leader")
+        .into_iter()
+        .map(time)
+        .collect();
+    let heals: Vec<u64> = nemesis_events(&events, "aim-heal")
+        .into_iter()
+        .map(time)
+        .collect();
+    assert!(
+        !blind.is_empty(),
+        "no round reached a blind leader:\n{stdout}"
+    );
+    let mut windows = 0;
+    for b in &blind {
+        let Some(h) = heals.iter().copied().find(|h| h > b) else {
+            continue;
+        };
+        windows += 1;
+        let answered: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["process"] != "nemesis" && e["type"] == "ok")
+            .filter(|e| (*b..h).contains(&time(e)))
+            .collect();
+        assert!(
+            answered.is_empty(),
+            "answered while the leader could not commit ({b}..{h} ns): {answered:?}"
+        );
+    }
+    assert!(windows > 0, "no blind window ended in a heal");
+    // The clients were there: ops completed after the heal.
+    assert!(stdout.contains("msg-first-commit"), "{stdout}");
+}

@@ -9,7 +9,10 @@
 //! `sessions-lost-in-snapshot` must fail the run-time monitor (`harness/src/monitor.rs`):
 //! exit 3 with a `diverged` finding made *during the run*.
 //!
-//! The two tests share one source copy and run one at a time (a lock): only 2 cores.
+//! `read-index-before-term-commit` must give an invalid verdict under the README's
+//! message-network configuration (`--net message --unique-writes`).
+//!
+//! The tests share one source copy and run one at a time (a lock): only 2 cores.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// The default configuration (`splitbrain test --time-limit 30`, a README one).
 const ARGS: &[&str] = &["--time-limit", "30"];
+/// The README's message-network configuration: `thorough` plus `msg-first-commit`.
+const MESSAGE_ARGS: &[&str] = &["--net", "message", "--unique-writes", "--time-limit", "30"];
 /// One mutant build and run at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -157,9 +162,14 @@ fn build_mutant(mutant: &str) -> PathBuf {
 
 /// Runs `splitbrain test ARGS --seed SEED` against `wrapper`'s node; returns its output.
 fn run_against(wrapper: &Path, seed: &str, results: &Path) -> Output {
+    run_with(wrapper, ARGS, seed, results)
+}
+
+/// Runs `splitbrain test <args> --seed SEED` against `wrapper`'s node; returns its output.
+fn run_with(wrapper: &Path, args: &[&str], seed: &str, results: &Path) -> Output {
     let child = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
         .arg("test")
-        .args(ARGS)
+        .args(args)
         .args(["--seed", seed, "--results"])
         .arg(results)
         .env("SPLITBRAIN_EXE", &wrapper)
@@ -200,6 +210,34 @@ fn the_follower_local_reads_mutant_is_caught_by_the_default_run() {
     assert!(
         stdout.contains("INVALID"),
         "no INVALID verdict in:\n{stdout}"
+    );
+}
+
+/// A fresh leader that serves ReadIndex before its term's first commit answers from a
+/// commit index behind what the deposed leader acknowledged; `msg-first-commit` (part of
+/// `thorough` on the message network) makes that window last, and the read bursts after
+/// the leader change read the keys just written.
+#[test]
+fn the_read_index_before_term_commit_mutant_is_caught_by_the_message_network_run() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let (mutant, seed) = ("read-index-before-term-commit", "1");
+    let wrapper = build_mutant(mutant);
+    let results = tempfile::tempdir().unwrap();
+    let out = run_with(&wrapper, MESSAGE_ARGS, seed, results.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the {mutant} mutant was not caught (seed {seed}, {MESSAGE_ARGS:?}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let struck = stdout
+        .lines()
+        .find(|l| l.starts_with("nemesis struck"))
+        .unwrap_or("");
+    assert!(
+        struck.contains("msg-first-commit"),
+        "msg-first-commit never struck: {struck:?}"
     );
 }
 

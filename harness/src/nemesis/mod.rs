@@ -45,8 +45,10 @@
 //! - [`msg`]: the message faults of `--net message` (`msg-loss`, `msg-dup`, `msg-reorder`,
 //!   `msg-replay`, `msg-trim`; the group `msg`), not part of `all`.
 //! - [`msg_aimed`]: aimed message nemeses: `msg-figure8` (Raft's Figure 8, for
-//!   `commit-old-term`) and `msg-stale-vote` (a stale candidate's election, for
-//!   `vote-any-log`).
+//!   `commit-old-term`), `msg-stale-vote` (a stale candidate's election, for
+//!   `vote-any-log`) and `msg-first-commit` (a fresh leader that cannot commit its no-op
+//!   while its followers still answer its heartbeats: reads before the term's first
+//!   commit; part of `thorough` on `--net message`, [`THOROUGH_MESSAGES`]).
 
 pub mod aimed;
 pub mod corrupt;
@@ -103,6 +105,7 @@ pub const REGISTRY: &[Kind] = &[
     &msg::MsgFaultKind::Trim,
     &msg_aimed::Figure8Kind,
     &msg_aimed::StaleVoteKind,
+    &msg_aimed::FirstCommitKind,
 ];
 
 /// The choices of `--nemesis thorough`, by name (a group name stands for its kinds).
@@ -116,6 +119,10 @@ pub const THOROUGH: &[&str] = &[
     "pause",
     "partition",
 ];
+
+/// The choices `thorough` adds on the message network (`--net message`, the built-in node):
+/// faults aimed at single Raft messages (each needs at least 3 members).
+pub const THOROUGH_MESSAGES: &[&str] = &["msg-first-commit"];
 
 /// What a fault kind needs from the network between members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -371,6 +378,24 @@ impl NemesisList {
         self.text.split(',').any(|n| n.trim() == "thorough")
     }
 
+    /// With `thorough` in the list, adds the [`THOROUGH_MESSAGES`] choices that work with
+    /// `members` members (for a run on the message network); otherwise leaves the list
+    /// alone. The text stays as given.
+    pub fn add_message_choices(&mut self, members: usize) {
+        if !self.thorough() {
+            return;
+        }
+        for n in THOROUGH_MESSAGES {
+            if members < 3 {
+                continue;
+            }
+            let c = vec![kind(n).expect("THOROUGH_MESSAGES names registry kinds")];
+            if !self.choices.contains(&c) {
+                self.choices.push(c);
+            }
+        }
+    }
+
     /// Every kind any choice may pick.
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
         self.choices.iter().flatten().copied()
@@ -470,7 +495,8 @@ pub fn plan(
     out
 }
 
-/// The dense schedule of the `thorough` profile: holds of 0.3–0.6 `interval`, rests of
+/// The dense schedule of the `thorough` profile (choices that need single messages first in
+/// the permutation): holds of 0.3–0.6 `interval`, rests of
 /// 0.05–0.2 `interval`, the first faults a seeded permutation of the choices (so every choice
 /// occurs if the run is long enough: ~3 s per fault at the default interval of 5 s), then
 /// choices drawn uniformly. A pure function of its arguments.
@@ -488,6 +514,9 @@ pub fn plan_thorough(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..choices.len()).collect();
     order.shuffle(&mut rng);
+    // Choices that need single messages (`thorough` on `--net message`) go first, so that
+    // a default-length run holds them even when the list is too long for every choice.
+    order.sort_by_key(|&i| !choices[i].iter().any(|k| k.needs().messages));
     let mut t = interval.mul_f64(rng.gen_range(0.05..0.2));
     for i in 0.. {
         let hold = interval.mul_f64(rng.gen_range(0.3..0.6));
@@ -807,6 +836,39 @@ mod tests {
                 prev = p.stop;
             }
         }
+    }
+
+    #[test]
+    fn thorough_on_the_message_network_reaches_its_message_choice_for_every_seed() {
+        let mut list: NemesisList = "thorough".parse().unwrap();
+        list.add_message_choices(5);
+        assert_eq!(list.choices.len(), THOROUGH.len() + THOROUGH_MESSAGES.len());
+        let mut missed = Vec::new();
+        for seed in 1..=50 {
+            let s = plan_thorough(
+                &list.choices,
+                &nodes(5),
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+                seed,
+            );
+            let got: std::collections::BTreeSet<&str> = s.iter().map(|p| p.choice).collect();
+            if !THOROUGH_MESSAGES.iter().all(|m| got.contains(m)) {
+                missed.push(seed);
+            }
+        }
+        assert!(
+            missed.is_empty(),
+            "seeds without a message choice: {missed:?}"
+        );
+        // Lists without `thorough` are left alone.
+        let mut kill: NemesisList = "kill".parse().unwrap();
+        kill.add_message_choices(5);
+        assert_eq!(kill.choices.len(), 1);
+        // One member: nothing to aim at.
+        let mut one: NemesisList = "thorough".parse().unwrap();
+        one.add_message_choices(1);
+        assert_eq!(one.choices.len(), THOROUGH.len());
     }
 
     #[test]

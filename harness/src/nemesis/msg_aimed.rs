@@ -1,4 +1,5 @@
-//! Aimed message nemeses. `msg-figure8`: an **aimed** message nemesis for Raft's Figure 8 (a leader committing an
+//! Aimed message nemeses: `msg-figure8`, `msg-stale-vote` and `msg-first-commit`
+//! ([`FirstCommitKind`]). `msg-figure8`: an **aimed** message nemesis for Raft's Figure 8 (a leader committing an
 //! entry of an older term by counting replicas, `commit-old-term`). Random message faults
 //! almost never produce the interleaving, so this one watches the terms and leaders the relay
 //! sees on the wire ([`crate::net::message::faults::WireView`]) and steers:
@@ -25,19 +26,21 @@
 //! `--net message`, ≥ 3 members; not part of `all`.
 
 use super::msg::{relay, Counts};
-use super::{BoxFuture, Fault, FaultKind, Needs, Started};
+use super::{BoxFuture, Fault, FaultKind, Held, Needs, Started};
 use crate::cluster::Cluster;
 use crate::net::message::faults::{self as mf, KindFilter, LinkSel, TrimMode};
 use crate::net::message::relay::RelayControl;
 use crate::net::message::wire::Kind as MsgKind;
 use crate::net::Link;
+use crate::recorder::Recorder;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How long a phase waits for the election it needs.
 const ELECTION_DEADLINE: Duration = Duration::from_secs(4);
@@ -483,6 +486,258 @@ impl Fault for StaleVote {
                 fault: Arc::new(applied),
                 error,
                 note,
+            }
+        })
+    }
+    fn stop(&self, cluster: &Cluster) -> anyhow::Result<()> {
+        let r = relay(cluster)?;
+        let res = self.undo(cluster, &r);
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end(&r);
+        res
+    }
+}
+
+/// The `msg-first-commit` fault kind: an aimed nemesis for a fresh leader that serves reads
+/// (or counts anything as committed) before it has committed an entry of its own term
+/// (Raft §6.4, §8: `read-index-before-term-commit`).
+///
+/// Each round, while the hold lasts:
+/// 1. **commit-blind followers**: with leader `L` on the wire, every append `L` sends has its
+///    commit index capped at what it told first (`msg-trim mode=all hold-commit=cap` on
+///    `L → *`). `L` keeps committing and acknowledging writes for `cap_ms`; its followers
+///    store the entries but never learn they are committed.
+/// 2. **blind leader**: `L` is cut off both ways, and every append the others send is trimmed
+///    to no entries (`msg-trim mode=keep:0`: a heartbeat at the same `prev`, what a leader
+///    under a size limit may send). The majority elects `F`, whose commit index is behind
+///    what `L` acknowledged; `F`'s heartbeats (with their ReadIndex sequence) reach a
+///    majority and are acknowledged, but its no-op never does, so it cannot commit. For
+///    `blind_ms` clients read through `F` (the run's read bursts follow each leader change).
+///    A correct `F` holds every read until its no-op commits (after the heal); one that
+///    serves a ReadIndex at its stale commit index answers reads that miss acknowledged
+///    writes: stale reads.
+/// 3. **heal** for `rest_ms`; the next round starts from whoever leads then.
+///
+/// Seeded (every round's times) and replayable as far as elections are (who wins is not in
+/// the seed). Each round is recorded (`aim-cap`, `aim-isolate`, `aim-blind-leader`,
+/// `aim-heal`), and the stop event carries the relay's counters over the hold. Needs
+/// `--net message`, ≥ 3 members; part of `thorough` on the message network.
+pub struct FirstCommitKind;
+
+/// Rounds drawn per fault (a hold longer than these reuses them cyclically).
+const FIRST_COMMIT_ROUNDS: usize = 16;
+
+impl FaultKind for FirstCommitKind {
+    fn name(&self) -> &'static str {
+        "msg-first-commit"
+    }
+    fn in_all(&self) -> bool {
+        false
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            link_cuts: true,
+            messages: true,
+            ..Needs::default()
+        }
+    }
+    fn plan(&self, _nodes: &[String], rng: &mut StdRng) -> Arc<dyn Fault> {
+        let rounds = (0..FIRST_COMMIT_ROUNDS)
+            .map(|_| FirstCommitRound {
+                cap_ms: rng.gen_range(200..=500),
+                blind_ms: rng.gen_range(400..=900),
+                rest_ms: rng.gen_range(100..=300),
+            })
+            .collect();
+        Arc::new(FirstCommit {
+            rounds,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+}
+
+/// One `msg-first-commit` round's seeded times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstCommitRound {
+    /// How long `L` commits with commit-blind followers.
+    pub cap_ms: u64,
+    /// How long the fresh leader `F` leads without being able to commit.
+    pub blind_ms: u64,
+    /// How long the healed cluster has before the next round.
+    pub rest_ms: u64,
+}
+
+/// A planned `msg-first-commit` fault. See [`FirstCommitKind`].
+#[derive(Debug)]
+pub struct FirstCommit {
+    pub rounds: Vec<FirstCommitRound>,
+    counts: Mutex<Counts>,
+}
+
+impl Clone for FirstCommit {
+    fn clone(&self) -> FirstCommit {
+        FirstCommit {
+            rounds: self.rounds.clone(),
+            counts: Mutex::new(Counts::default()),
+        }
+    }
+}
+
+impl FirstCommit {
+    fn undo(&self, cluster: &Cluster, r: &RelayControl) -> anyhow::Result<()> {
+        r.clear_fault(mf::FaultName::Trim);
+        cluster.net.set_cuts(&BTreeSet::new())
+    }
+
+    /// The rounds of one hold; returns how many reached a blind leader.
+    async fn rounds(
+        &self,
+        cluster: &Cluster,
+        r: &RelayControl,
+        recorder: &Recorder,
+        until: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<usize> {
+        let ids: BTreeSet<String> = cluster.ids().into_iter().collect();
+        anyhow::ensure!(ids.len() >= 3, "msg-first-commit needs at least 3 members");
+        let over = |stop: &watch::Receiver<bool>| Instant::now() >= until || *stop.borrow();
+        let mut n = 0;
+        for i in 0.. {
+            let round = self.rounds[i % self.rounds.len()];
+            // 1. a leader on the wire; its followers become commit-blind.
+            let Some((l, t1)) = wire_leader(r, &ids, 0, until, stop).await else {
+                break;
+            };
+            r.set_fault(mf::Fault::Trim {
+                p: 1.0,
+                mode: TrimMode::KeepAll,
+                links: LinkSel::From([l.clone()].into()),
+                hold_commit: mf::HoldCommit::Cap,
+            })?;
+            recorder.nemesis("aim-cap", json!({"node": l, "term": t1}));
+            if !nap(round.cap_ms, until, stop).await {
+                break;
+            }
+            // 2. cut it off; whoever the others elect cannot send a single entry.
+            let only_l: BTreeSet<String> = [l.clone()].into();
+            let rest: BTreeSet<String> = ids.difference(&only_l).cloned().collect();
+            r.set_fault(mf::Fault::Trim {
+                p: 1.0,
+                mode: TrimMode::KeepAtMost(0),
+                links: LinkSel::From(rest.clone()),
+                hold_commit: mf::HoldCommit::Off,
+            })?;
+            cluster.net.set_cuts(&between(&only_l, &rest))?;
+            recorder.nemesis("aim-isolate", json!({"node": l, "term": t1}));
+            if let Some((f, t2)) = wire_leader(r, &rest, t1, until, stop).await {
+                recorder.nemesis("aim-blind-leader", json!({"node": f, "term": t2}));
+                n += 1;
+                nap(round.blind_ms, until, stop).await;
+            }
+            // 3. heal.
+            self.undo(cluster, r)?;
+            recorder.nemesis("aim-heal", json!({}));
+            if over(stop) || !nap(round.rest_ms, until, stop).await {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Sleeps `ms` (not past `until`); false if the hold is over.
+async fn nap(ms: u64, until: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    let at = (Instant::now() + Duration::from_millis(ms)).min(until);
+    super::sleep_until(at, stop).await && Instant::now() < until
+}
+
+/// Waits (until the hold ends) for the wire to show a current leader in `among` at a term
+/// above `above`.
+async fn wire_leader(
+    r: &RelayControl,
+    among: &BTreeSet<String>,
+    above: u64,
+    until: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(String, u64)> {
+    loop {
+        let v = r.view();
+        if let Some(l) = v.current_leader() {
+            if among.contains(l) && v.term > above {
+                return Some((l.clone(), v.term));
+            }
+        }
+        if !nap(20, until, stop).await {
+            return None;
+        }
+    }
+}
+
+impl Fault for FirstCommit {
+    fn family(&self) -> &'static str {
+        "msg-first-commit"
+    }
+    fn fields(&self) -> Value {
+        let mut v = json!({
+            "cap_ms": self.rounds.iter().take(4).map(|r| r.cap_ms).collect::<Vec<_>>(),
+            "blind_ms": self.rounds.iter().take(4).map(|r| r.blind_ms).collect::<Vec<_>>(),
+        });
+        if let Some(c) = self.counts.lock().unwrap_or_else(|p| p.into_inner()).json() {
+            v["counts"] = c;
+        }
+        v
+    }
+    fn label(&self) -> String {
+        "msg-first-commit (aimed)".into()
+    }
+    fn start<'a>(&'a self, cluster: &'a Cluster) -> BoxFuture<'a, Started> {
+        // The work happens in `hold`, round after round.
+        Box::pin(async move {
+            let applied = self.clone();
+            let error = match relay(cluster) {
+                Ok(r) => {
+                    applied
+                        .counts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .begin(&r);
+                    None
+                }
+                Err(e) => Some(format!("{e:#}")),
+            };
+            Started {
+                fault: Arc::new(applied),
+                error,
+                note: None,
+            }
+        })
+    }
+    fn hold<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        recorder: &'a Recorder,
+        until: Instant,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> BoxFuture<'a, Held> {
+        Box::pin(async move {
+            let rounds = match relay(cluster) {
+                Ok(r) => match self.rounds(cluster, &r, recorder, until, stop).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        recorder.nemesis("aim-error", json!({"error": format!("{e:#}")}));
+                        0
+                    }
+                },
+                Err(_) => 0,
+            };
+            if Instant::now() < until {
+                super::sleep_until(until, stop).await;
+            }
+            Held {
+                interrupted: *stop.borrow(),
+                rounds,
             }
         })
     }
