@@ -27,7 +27,9 @@
 //! (`kill-leader`, `pause-leader`, `kill-in-election`, `isolate-new-leader`, `kill-majority`)
 //! plus `kill`, `pause` and the `partition` group, planned densely by [`plan_thorough`]: holds
 //! of 0.3–0.6 intervals, rests of 0.05–0.2 intervals, and the first faults a seeded
-//! permutation of the choices so that a default-length run holds every one of them.
+//! permutation of the choices so that a default-length run holds every one of them. On
+//! `--net message` with the built-in node the list also has the [`THOROUGH_MESSAGES`]
+//! choices (`msg-first-commit`), placed first in every seed's order.
 //!
 //! # Layout
 //! - [`aimed`]: faults that watch `/status` and strike the leader, a voter, a fresh leader;
