@@ -384,13 +384,10 @@ impl NemesisList {
     /// `members` members (for a run on the message network); otherwise leaves the list
     /// alone. The text stays as given.
     pub fn add_message_choices(&mut self, members: usize) {
-        if !self.thorough() {
+        if !self.thorough() || members < 3 {
             return;
         }
         for n in THOROUGH_MESSAGES {
-            if members < 3 {
-                continue;
-            }
             let c = vec![kind(n).expect("THOROUGH_MESSAGES names registry kinds")];
             if !self.choices.contains(&c) {
                 self.choices.push(c);
